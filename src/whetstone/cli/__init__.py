@@ -1,0 +1,1 @@
+"""The ``whetstone`` command line (see ``whetstone --help``)."""

@@ -1,0 +1,174 @@
+"""``whetstone``: train, evaluate and inspect Whetstone networks from the command line.
+
+    whetstone train --preset mnist-dense --seed 0 --out runs/mnist-dense
+    whetstone train --preset mnist-cnn --schedule adaptive --out runs/cnn
+    whetstone evaluate runs/mnist-dense
+    whetstone presets
+    whetstone fetch mnist
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: the preset's, 0)")
+    p.add_argument("--data-dir", default=None,
+                   help="dataset folder (default: $WHETSTONE_DATA or the user cache)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="whetstone",
+        description="Train deep networks to single-step binary spikes (Whetstone method).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a preset or configuration into a run folder")
+    t.add_argument("--preset", default=None, help="named preset (see 'whetstone presets')")
+    t.add_argument("--config", default=None, help="TOML file (keys of TrainConfig, or 'preset')")
+    t.add_argument("--out", default=None, help="run folder (default: runs/PRESET)")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--optimizer", help="adadelta, adam, adamw, rmsprop or sgd")
+    t.add_argument("--lr", type=float, help="learning rate")
+    t.add_argument("--schedule", help="simple, scheduled, adaptive, or none (never sharpen)")
+    t.add_argument("--surrogate", help="straight-through or none: gradient at sharpness 1")
+    t.add_argument("--lr-schedule", help="cosine or none")
+    t.add_argument("--augment", help="shift or none")
+    t.add_argument("--val-every", type=int, help="evaluate every N epochs")
+    t.add_argument("--train-limit", type=int, help="use only the first N training samples")
+    t.add_argument("--test-limit", type=int, help="use only the first N test samples")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--no-plot", action="store_true", help="do not write sharpening.png")
+    _add_common(t)
+
+    e = sub.add_parser("evaluate", help="accuracy of a run at its sharpness and fully binary")
+    e.add_argument("run", help="run folder")
+    e.add_argument("--split", default="test", choices=["train", "test"])
+    e.add_argument("--limit", type=int, help="use only the first N samples")
+    _add_common(e)
+
+    sub.add_parser("presets", help="list the presets and their settings")
+
+    f = sub.add_parser("fetch", help="download (or find) a dataset into the data folder")
+    f.add_argument("dataset", choices=["mnist", "fashion-mnist", "cifar10", "cifar100"])
+    f.add_argument("--data-dir", default=None)
+    return parser
+
+
+def _config_from_args(args: argparse.Namespace) -> Any:
+    from ..presets import TrainConfig, get_preset, read_toml
+    from ..presets.build import DEFAULT_LR
+
+    file_values: dict[str, Any] = read_toml(args.config) if args.config else {}
+    preset = args.preset or file_values.pop("preset", None)
+    file_values.pop("preset", None)
+    if preset is None and not file_values:
+        raise SystemExit("whetstone train: give --preset NAME or --config FILE")
+    config = get_preset(preset) if preset else TrainConfig()
+    if args.schedule:
+        config = config.with_schedule(args.schedule)
+    config = config.merged(file_values)
+    overrides: dict[str, Any] = {}
+    for arg, key in (("epochs", "epochs"), ("batch_size", "batch_size"), ("seed", "seed"),
+                     ("lr_schedule", "lr_schedule"), ("augment", "augment"),
+                     ("val_every", "val_every")):
+        if getattr(args, arg) is not None:
+            overrides[key] = getattr(args, arg)
+    if args.surrogate is not None:
+        overrides["surrogate"] = None if args.surrogate == "none" else args.surrogate
+    config = config.merged(overrides)
+    if args.optimizer and args.optimizer != config.optimizer["name"]:
+        config.optimizer = {"name": args.optimizer, "lr": DEFAULT_LR.get(args.optimizer, 1e-3)}
+    if args.lr is not None:
+        config.optimizer = {**config.optimizer, "lr": args.lr}
+    return config
+
+
+def _print(result: dict[str, Any], as_json: bool, lines: list[str]) -> None:
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        print("\n".join(lines))
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.2f} %"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..runs import train_run
+
+    config = _config_from_args(args)
+    out = Path(args.out or f"runs/{config.name}")
+    summary = train_run(config, out, data_dir=args.data_dir, device=args.device,
+                        progress=not args.no_progress, train_limit=args.train_limit,
+                        test_limit=args.test_limit, plot=not args.no_plot)
+    _print(summary, args.json, [
+        f"run folder: {out}",
+        f"test accuracy at final sharpness: {_pct(summary['test_accuracy'])}",
+        f"test accuracy fully binary (every layer at sharpness 1): "
+        f"{_pct(summary['test_accuracy_binary'])}",
+        f"training time: {summary['train_seconds']:.1f} s over {summary['epochs']} epochs",
+    ])
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..runs import evaluate_run, seed_everything
+
+    seed_everything(args.seed or 0)
+    result = evaluate_run(args.run, data_dir=args.data_dir, split=args.split, device=args.device,
+                          limit=args.limit)
+    sharp = "/".join(f"{s:.2f}" for s in result["sharpness"])
+    _print(result, args.json, [
+        f"{result['run']}: {result['dataset']} {result['split']} ({result['samples']} samples)",
+        f"accuracy at current sharpness ({sharp}): {_pct(result['accuracy'])}",
+        f"accuracy fully binary (spiking, one time step): {_pct(result['accuracy_binary'])}",
+    ])
+    return 0
+
+
+def cmd_presets(_args: argparse.Namespace) -> int:
+    from ..presets import PRESETS
+
+    for name, cfg in PRESETS.items():
+        print(f"{name}: {cfg.dataset}, {cfg.model}, key {cfg.key['classes']}x{cfg.key['width']} "
+              f"{'overlapping' if cfg.key.get('overlapping', True) else 'disjoint'}, "
+              f"{cfg.optimizer}, schedule {cfg.schedule}, {cfg.epochs} epochs, "
+              f"batch {cfg.batch_size}")
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from ..data import load
+
+    for split in ("train", "test"):
+        images, _labels = load(args.dataset, split, data_dir=args.data_dir)
+        print(f"{args.dataset} {split}: {tuple(images.shape)}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "presets": cmd_presets,
+            "fetch": cmd_fetch}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"whetstone {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Surrogate gradients for the fully sharpened step (strategy objects).
+
+At sharpness 1 the forward pass is the exact step ``1[x >= theta]`` and its true gradient
+is zero, so the original Whetstone stopped learning below a fully sharpened layer. A
+surrogate keeps the forward exactly binary and only replaces the backward pass; it is
+optional (``surrogate=None`` keeps the true, zero gradient).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class StraightThrough:
+    """Boxcar straight-through estimator.
+
+    ``d spike / d x ~= 1[|x - theta| <= width / 2] / width``: the gradient of a bounded ReLU
+    of slope ``1 / width`` centred on the threshold (``width = 1`` is the sharpness-0 bReLU).
+    """
+
+    width: float = 1.0
+
+    def grad(self, centred: Tensor) -> Tensor:
+        """Surrogate derivative at ``centred = x - theta`` (any shape)."""
+        return (centred.abs() <= 0.5 * self.width).to(centred.dtype) / self.width
+
+
+Surrogate = StraightThrough
+"""The surrogate strategies a sharpenable activation accepts."""
+
+SURROGATES: dict[str, type[StraightThrough]] = {"straight-through": StraightThrough}
+
+
+class _SpikeFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, threshold: float, surrogate: Surrogate) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.threshold = threshold
+        ctx.surrogate = surrogate
+        return (x >= threshold).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return grad * ctx.surrogate.grad(x - ctx.threshold), None, None
+
+
+def spike(x: Tensor, threshold: float, surrogate: Surrogate | None) -> Tensor:
+    """Exact binary spike ``1[x >= threshold]``, with ``surrogate``'s gradient if given."""
+    if surrogate is None or not torch.is_grad_enabled() or not x.requires_grad:
+        return (x >= threshold).to(x.dtype)
+    return _SpikeFunction.apply(x, threshold, surrogate)
+
+
+def make_surrogate(name: str | None, **kwargs: float) -> Surrogate | None:
+    """Build a surrogate from its name (``None`` or ``"none"`` for the true zero gradient)."""
+    if name is None or name == "none":
+        return None
+    try:
+        return SURROGATES[name](**kwargs)
+    except KeyError:
+        raise ValueError(f"unknown surrogate {name!r}; choose from {sorted(SURROGATES)}") from None

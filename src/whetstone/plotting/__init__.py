@@ -1,0 +1,1 @@
+"""Figures (need the ``plot`` extra: matplotlib)."""

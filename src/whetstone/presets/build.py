@@ -1,0 +1,97 @@
+"""Turning a :class:`TrainConfig` into a model, an optimizer, a sharpener and a data transform."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..nn.decode import key_generator
+from ..nn.surrogate import make_surrogate
+from ..sharpening.schedules import Sharpener, make_sharpener
+from .architectures import ARCHITECTURES, activation_factory
+from .config import TrainConfig
+
+DATASET_SHAPES: dict[str, tuple[int, int, int]] = {
+    "mnist": (1, 28, 28),
+    "fashion-mnist": (1, 28, 28),
+    "cifar10": (3, 32, 32),
+    "cifar100": (3, 32, 32),
+}
+
+
+def build_key(config: TrainConfig) -> torch.Tensor:
+    """The class key of ``config`` (seeded by ``key.seed``, else by the run's seed)."""
+    k = config.key
+    seed = k.get("seed", config.seed)
+    return key_generator(int(k["classes"]), int(k["width"]), bool(k.get("overlapping", True)),
+                         seed=seed)
+
+
+def build_model(config: TrainConfig, plain: bool = False) -> nn.Sequential:
+    """The model of ``config``; ``plain=True`` swaps every sharpenable activation for ReLU."""
+    spec = dict(config.model)
+    arch = spec.pop("arch")
+    try:
+        builder = ARCHITECTURES[arch]
+    except KeyError:
+        raise ValueError(f"unknown architecture {arch!r}; choose from {sorted(ARCHITECTURES)}") from None
+    channels, height, width = DATASET_SHAPES[config.dataset]
+    act = activation_factory(config.activation, make_surrogate(config.surrogate), plain=plain)
+    if arch == "dense":
+        spec.setdefault("in_features", channels * height * width)
+    else:
+        spec.setdefault("in_channels", channels)
+        spec.setdefault("image_size", height)
+    torch.manual_seed(config.seed)
+    return builder(build_key(config), act=act, **spec)
+
+
+_OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "adadelta": torch.optim.Adadelta,
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "rmsprop": torch.optim.RMSprop,
+    "sgd": torch.optim.SGD,
+}
+
+DEFAULT_LR: dict[str, float] = {"adadelta": 4.0, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3,
+                                "sgd": 0.05}
+"""Learning rate used when an optimizer is chosen without one (Adadelta: the original's 4.0)."""
+
+
+def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """Optimizer from ``config.optimizer`` (``name``, ``lr``, other keyword arguments).
+
+    ``sgd`` defaults to momentum 0.9.
+    """
+    spec: dict[str, Any] = dict(config.optimizer)
+    name = spec.pop("name")
+    try:
+        cls = _OPTIMIZERS[name]
+    except KeyError:
+        raise ValueError(f"unknown optimizer {name!r}; choose from {sorted(_OPTIMIZERS)}") from None
+    if name == "sgd":
+        spec.setdefault("momentum", 0.9)
+    return cls(model.parameters(), **spec)
+
+
+def build_sharpener(config: TrainConfig) -> Sharpener | None:
+    """Sharpener from ``config.schedule``; ``None`` when the schedule is ``"none"``."""
+    spec = dict(config.schedule)
+    name = spec.pop("name")
+    if name in (None, "none"):
+        return None
+    return make_sharpener(name, **spec)
+
+
+def build_lr_scheduler(
+    config: TrainConfig, optimizer: torch.optim.Optimizer
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """Per-epoch learning-rate schedule of ``config.lr_schedule``."""
+    if config.lr_schedule in (None, "none", "constant"):
+        return None
+    if config.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}; choose 'cosine' or none")

@@ -1,0 +1,110 @@
+"""Training configurations: one dataclass that rebuilds a model and its training recipe.
+
+A configuration is built from a named preset, then a TOML file, then command-line overrides
+(later wins), and is saved as ``config.json`` in the run folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass
+class TrainConfig:
+    """Everything needed to rebuild a model and rerun its training.
+
+    ``model`` holds the architecture name (``arch``) and its keyword arguments; ``key`` the
+    class key (``classes``, ``width``, ``overlapping``, ``seed``); ``optimizer`` its ``name``,
+    ``lr`` and extra keyword arguments; ``schedule`` the sharpener ``name`` and arguments
+    (``name = "none"`` trains without sharpening, the conventional baseline).
+    """
+
+    name: str = "custom"
+    dataset: str = "mnist"
+    model: dict[str, Any] = field(default_factory=lambda: {"arch": "dense"})
+    activation: str = "brelu"
+    key: dict[str, Any] = field(
+        default_factory=lambda: {"classes": 10, "width": 100, "overlapping": True}
+    )
+    optimizer: dict[str, Any] = field(default_factory=lambda: {"name": "adadelta", "lr": 4.0})
+    schedule: dict[str, Any] = field(
+        default_factory=lambda: {"name": "simple", "start_epoch": 5, "steps": 5}
+    )
+    surrogate: str | None = None
+    """Backward strategy at sharpness 1 (``"straight-through"``) or ``None`` (true gradient 0)."""
+    epochs: int = 21
+    batch_size: int = 128
+    seed: int = 0
+    lr_schedule: str | None = None
+    """``None`` (constant) or ``"cosine"`` (cosine decay over all epochs, per epoch)."""
+    augment: str | None = None
+    """``None`` or ``"shift"`` (random translations of up to 2 pixels)."""
+    val_every: int = 1
+    """Evaluate on the test split every this many epochs (and always at the last)."""
+    schedule_alternatives: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-schedule arguments used when ``--schedule NAME`` switches this preset's schedule."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown configuration keys {sorted(unknown)}; known: {sorted(names)}")
+        return cls(**copy.deepcopy(data))
+
+    def save(self, path: str | Path) -> None:
+        from ..runs.io import atomic_write_text
+
+        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path}: cannot read the configuration: {exc}") from exc
+        return cls.from_dict(data)
+
+    def with_schedule(self, name: str) -> TrainConfig:
+        """A copy whose schedule is ``name`` with this preset's arguments for it."""
+        out = copy.deepcopy(self)
+        if name == self.schedule.get("name"):
+            return out
+        out.schedule = {"name": name, **self.schedule_alternatives.get(name, {})}
+        return out
+
+    def merged(self, overrides: dict[str, Any]) -> TrainConfig:
+        """A copy with ``overrides`` applied; dict-valued fields merge key by key."""
+        data = self.to_dict()
+        for k, v in overrides.items():
+            if k not in data:
+                raise ValueError(f"unknown configuration key {k!r}")
+            if isinstance(data[k], dict) and isinstance(v, dict):
+                if k == "schedule" and "name" in v and v["name"] != data[k].get("name"):
+                    data[k] = {"name": v["name"], **self.schedule_alternatives.get(v["name"], {})}
+                data[k] = {**data[k], **v}
+            else:
+                data[k] = v
+        return TrainConfig.from_dict(data)
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML configuration file (same keys as :class:`TrainConfig`, plus ``preset``)."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read the TOML configuration: {exc}") from exc

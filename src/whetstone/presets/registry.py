@@ -1,0 +1,60 @@
+"""The original Whetstone examples as named presets (method.md §5)."""
+
+from __future__ import annotations
+
+from .config import TrainConfig
+
+_CNN_SCHEDULES = {
+    "scheduled": {"start": 30, "duration": 4, "intermission": 2},
+    "adaptive": {"min_init_epochs": 10},
+    "simple": {"start_epoch": 5, "steps": 4},
+}
+_DENSE_SCHEDULES = {
+    "simple": {"start_epoch": 5, "steps": 5},
+    "adaptive": {"min_init_epochs": 4},
+    "scheduled": {"start": 5, "duration": 4, "intermission": 1},
+}
+
+
+def _dense(name: str, dataset: str) -> TrainConfig:
+    return TrainConfig(
+        name=name,
+        dataset=dataset,
+        model={"arch": "dense", "hidden": [256, 64]},
+        key={"classes": 10, "width": 100, "overlapping": True},
+        optimizer={"name": "adadelta", "lr": 4.0, "rho": 0.95, "eps": 1e-7},
+        schedule={"name": "simple", **_DENSE_SCHEDULES["simple"]},
+        epochs=21,
+        batch_size=128,
+        schedule_alternatives=_DENSE_SCHEDULES,
+    )
+
+
+def _cnn(name: str, dataset: str) -> TrainConfig:
+    return TrainConfig(
+        name=name,
+        dataset=dataset,
+        model={"arch": "whetstone-cnn"},
+        key={"classes": 10, "width": 40, "overlapping": False},
+        optimizer={"name": "adadelta", "lr": 4.0, "rho": 0.95, "eps": 1e-7},
+        schedule={"name": "scheduled", **_CNN_SCHEDULES["scheduled"]},
+        epochs=77,
+        batch_size=32,
+        schedule_alternatives=_CNN_SCHEDULES,
+    )
+
+
+PRESETS: dict[str, TrainConfig] = {
+    "mnist-dense": _dense("mnist-dense", "mnist"),
+    "fashion-dense": _dense("fashion-dense", "fashion-mnist"),
+    "mnist-cnn": _cnn("mnist-cnn", "mnist"),
+    "fashion-cnn": _cnn("fashion-cnn", "fashion-mnist"),
+}
+
+
+def get_preset(name: str) -> TrainConfig:
+    """A fresh copy of the named preset."""
+    try:
+        return TrainConfig.from_dict(PRESETS[name].to_dict())
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}") from None

@@ -1,0 +1,40 @@
+"""Batch augmentations applied inside the training loop (on whole batches, no per-sample loop)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def random_shift(x: Tensor, max_shift: int, generator: torch.Generator) -> Tensor:
+    """Translate each image of ``x`` ``(N, C, H, W)`` by up to ``max_shift`` pixels (zero fill)."""
+    n, _c, h, w = x.shape
+    p = max_shift
+    padded = F.pad(x, (p, p, p, p))
+    dy = torch.randint(0, 2 * p + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * p + 1, (n,), generator=generator)
+    rows = (dy[:, None] + torch.arange(h)[None, :]).to(x.device)  # (N, H)
+    cols = (dx[:, None] + torch.arange(w)[None, :]).to(x.device)  # (N, W)
+    idx_n = torch.arange(n, device=x.device)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[idx_n, rows[:, :, None], cols[:, None, :]]  # (N, H, W, C)
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+class Augmented:
+    """Wraps a batch iterable and applies :func:`random_shift` to every input batch."""
+
+    def __init__(self, loader: Iterable[tuple[Tensor, Tensor]], max_shift: int = 2,
+                 seed: int = 0) -> None:
+        self.loader = loader
+        self.max_shift = max_shift
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.loader)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for x, y in self.loader:
+            yield random_shift(x, self.max_shift, self.generator), y

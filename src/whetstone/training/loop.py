@@ -1,0 +1,162 @@
+"""A plain PyTorch training loop with sharpening hooks (no framework needed)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ..sharpening.allocation import fully_sharpened, get_layer_sharpness, is_fully_sharp
+from ..sharpening.schedules import Sharpener
+from .history import EpochRecord, History, MetricsLog
+
+Batches = Iterable[tuple[Tensor, Tensor]]
+
+
+class TrainingError(FloatingPointError):
+    """Training cannot go on (a NaN or infinite loss)."""
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Batches, device: str | torch.device = "cpu") -> float:
+    """Accuracy (fraction correct) of ``model``'s argmax over class logits on ``loader``."""
+    was_training = model.training
+    model.eval()
+    correct = total = 0
+    try:
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            correct += int((model(x).argmax(dim=1) == y).sum())
+            total += int(y.numel())
+    finally:
+        model.train(was_training)
+    if total == 0:
+        raise ValueError("evaluate: the loader yielded no samples")
+    return correct / total
+
+
+def evaluate_binary(model: nn.Module, loader: Batches, device: str | torch.device = "cpu") -> float:
+    """Accuracy of the fully sharpened network (every layer at 1), model left unchanged."""
+    with fully_sharpened(model):
+        return evaluate(model, loader, device)
+
+
+def _format_sharpness(values: list[float]) -> str:
+    return "/".join(f"{v:.2f}" for v in values)
+
+
+def fit(
+    model: nn.Module,
+    train_loader: Batches,
+    epochs: int,
+    optimizer: torch.optim.Optimizer,
+    sharpener: Sharpener | None = None,
+    val_loader: Batches | None = None,
+    loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+    run_dir: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    start_epoch: int = 0,
+    stop_when_sharp: bool = False,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    val_every: int = 1,
+) -> History:
+    """Train ``model`` for ``epochs`` epochs, sharpening it with ``sharpener``.
+
+    Each epoch logs (and returns in the :class:`History`): training loss and accuracy,
+    validation accuracy at the current sharpness and of the fully sharpened network,
+    per-layer sharpness, and the epoch's training time. With ``run_dir`` the records are
+    appended to ``run_dir/metrics.jsonl``. ``start_epoch`` resumes a run (the sharpener's
+    state must have been restored with ``load_state_dict``). ``loss_fn`` defaults to
+    cross-entropy on the model's class logits. A NaN or infinite loss raises
+    :class:`TrainingError`. ``scheduler`` (a learning-rate scheduler) steps once per epoch.
+    ``val_every`` validates every this many epochs (and always after the last one).
+    """
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    model.to(device)
+    history = History()
+    log = MetricsLog(Path(run_dir) / "metrics.jsonl", append=start_epoch > 0) if run_dir else None
+    steps = len(train_loader) if hasattr(train_loader, "__len__") else None  # type: ignore[arg-type]
+    if sharpener is not None:
+        sharpener.on_train_begin(model, steps_per_epoch=steps)
+
+    for epoch in range(start_epoch, epochs):
+        model.train()
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        correct = torch.zeros((), dtype=torch.int64)
+        seen = 0
+        bar = tqdm(train_loader, total=steps, desc=f"epoch {epoch + 1}/{epochs}",
+                   disable=not progress, leave=False, dynamic_ncols=True)
+        for i, (x, y) in enumerate(bar):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            optimizer.zero_grad(set_to_none=True)
+            logits = model(x)
+            loss = loss_fn(logits, y)
+            if loss.requires_grad:  # False once every layer is a step with no surrogate
+                loss.backward()
+                optimizer.step()
+            if sharpener is not None:
+                sharpener.on_batch_end(model)
+            n = y.shape[0]
+            loss_sum += loss.detach().double() * n
+            correct += (logits.detach().argmax(dim=1) == y).sum()
+            seen += n
+            if i % 25 == 0:
+                batch_loss = float(loss.detach())
+                if not math.isfinite(batch_loss):
+                    raise TrainingError(
+                        f"loss is {batch_loss} at epoch {epoch}, batch {i}: lower the learning "
+                        "rate or check the inputs for NaN"
+                    )
+                if progress:
+                    bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}",
+                                    acc=f"{int(correct) / seen:.4f}",
+                                    s=_format_sharpness(get_layer_sharpness(model)))
+        bar.close()
+        if seen == 0:
+            raise ValueError("fit: the training loader yielded no samples")
+        train_loss = float(loss_sum) / seen
+        if not math.isfinite(train_loss):
+            raise TrainingError(f"mean training loss is {train_loss} at epoch {epoch}")
+        if sharpener is not None:
+            sharpener.on_epoch_end(model, epoch, train_loss)
+        if scheduler is not None:
+            scheduler.step()
+        epoch_time = time.perf_counter() - t0
+
+        t1 = time.perf_counter()
+        val_acc = val_bin = None
+        if val_loader is not None and ((epoch + 1) % val_every == 0 or epoch + 1 == epochs):
+            val_acc = evaluate(model, val_loader, device)
+            val_bin = val_acc if is_fully_sharp(model) else evaluate_binary(model, val_loader, device)
+        record = EpochRecord(
+            epoch=epoch,
+            train_loss=train_loss,
+            train_accuracy=int(correct) / seen,
+            val_accuracy=val_acc,
+            val_accuracy_binary=val_bin,
+            sharpness=get_layer_sharpness(model),
+            epoch_time=epoch_time,
+            eval_time=time.perf_counter() - t1,
+        )
+        history.append(record)
+        if log is not None:
+            log.write(record)
+        if on_epoch is not None:
+            on_epoch(record)
+        if progress:
+            val = "" if val_acc is None else f" val {val_acc:.4f} binary {val_bin:.4f}"
+            tqdm.write(
+                f"epoch {epoch + 1}/{epochs} loss {train_loss:.4f} acc {record.train_accuracy:.4f}"
+                f"{val} sharpness {_format_sharpness(record.sharpness)} ({epoch_time:.1f}s)"
+            )
+        if stop_when_sharp and sharpener is not None and sharpener.done:
+            break
+    return history
