@@ -93,8 +93,10 @@ class TrainConfig:
             if k not in data:
                 raise ValueError(f"unknown configuration key {k!r}")
             if isinstance(data[k], dict) and isinstance(v, dict):
-                if k == "schedule" and "name" in v and v["name"] != data[k].get("name"):
-                    data[k] = {"name": v["name"], **self.schedule_alternatives.get(v["name"], {})}
+                if "name" in v and v["name"] != data[k].get("name"):
+                    # another optimizer or schedule: its own arguments, not the old one's
+                    defaults = self.schedule_alternatives.get(v["name"], {}) if k == "schedule" else {}
+                    data[k] = {"name": v["name"], **defaults}
                 data[k] = {**data[k], **v}
             else:
                 data[k] = v

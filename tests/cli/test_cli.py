@@ -1,0 +1,45 @@
+"""The whetstone command: train, evaluate, presets, errors."""
+
+import json
+
+import pytest
+
+from whetstone.cli.main import main
+
+
+def test_presets_lists_every_preset(capsys):
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    for name in ("mnist-dense", "mnist-cnn", "fashion-cnn", "fashion-dense"):
+        assert name in out
+
+
+def test_help_for_every_command(capsys):
+    for command in ("train", "evaluate", "presets", "fetch"):
+        with pytest.raises(SystemExit) as exc:
+            main([command, "--help"])
+        assert exc.value.code == 0
+
+
+def test_train_then_evaluate(tmp_path, capsys, mnist_ready):
+    out = tmp_path / "run"
+    toml = tmp_path / "quick.toml"
+    toml.write_text('[schedule]\nname = "simple"\nstart_epoch = 0\nsteps = 1\n')
+    code = main(["train", "--preset", "mnist-dense", "--config", str(toml), "--epochs", "3",
+                 "--train-limit", "2000", "--test-limit", "500", "--seed", "3", "--out", str(out),
+                 "--no-progress", "--no-plot", "--json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["seed"] == 3 and summary["epochs"] == 3
+    config = json.loads((out / "config.json").read_text())
+    assert config["schedule"] == {"name": "simple", "start_epoch": 0, "steps": 1}
+    assert main(["evaluate", str(out), "--limit", "500", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["accuracy_binary"] == pytest.approx(summary["test_accuracy_binary"])
+
+
+def test_errors_exit_with_a_message(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert "config.json" in capsys.readouterr().err
+    assert main(["train", "--preset", "nope", "--out", str(tmp_path)]) == 2
+    assert "unknown preset" in capsys.readouterr().err

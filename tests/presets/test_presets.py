@@ -1,0 +1,90 @@
+"""Presets build the original's networks; configuration files and overrides merge correctly."""
+
+import pytest
+import torch
+
+import whetstone as ws
+from whetstone.presets import TrainConfig, build_model, get_preset, read_toml
+
+
+@pytest.mark.parametrize(("name", "layers", "width", "disjoint"), [
+    ("mnist-dense", 3, 100, False), ("fashion-dense", 3, 100, False),
+    ("mnist-cnn", 8, 40, True), ("fashion-cnn", 8, 40, True),
+])
+def test_preset_architectures(name, layers, width, disjoint):
+    config = get_preset(name)
+    model = build_model(config)
+    assert len(ws.sharpening.sharpenable_layers(model)) == layers
+    decode = model[-1]
+    assert isinstance(decode, ws.nn.SoftmaxDecode)
+    assert decode.key.shape == (10, width)
+    assert (decode.key.sum(0).max().item() == 1.0) == disjoint
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_mnist_dense_matches_the_original_example():
+    config = get_preset("mnist-dense")
+    model = build_model(config)
+    linear = [m for m in model if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linear] == [(784, 256), (256, 64), (64, 100)]
+    assert config.optimizer["name"] == "adadelta" and config.optimizer["lr"] == 4.0
+    assert config.epochs == 21 and config.batch_size == 128
+
+
+def test_cnn_has_batchnorm_before_every_activation():
+    model = build_model(get_preset("mnist-cnn"))
+    mods = list(model)
+    for i, m in enumerate(mods):
+        if isinstance(m, ws.nn.SpikingBReLU):
+            assert isinstance(mods[i - 1], torch.nn.BatchNorm1d | torch.nn.BatchNorm2d)
+    convs = [m for m in mods if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size[0]) for c in convs] == [
+        (32, 7), (64, 7), (64, 5), (64, 5), (128, 3), (128, 3)]
+
+
+def test_same_seed_same_model():
+    a = build_model(get_preset("mnist-dense"))
+    b = build_model(get_preset("mnist-dense"))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(),
+                                                strict=True))
+
+
+def test_schedule_switch_uses_the_presets_arguments():
+    config = get_preset("mnist-cnn").with_schedule("adaptive")
+    assert config.schedule == {"name": "adaptive", "min_init_epochs": 10}
+    sharpener = ws.presets.build_sharpener(config)
+    assert isinstance(sharpener, ws.sharpening.AdaptiveSharpener)
+    assert ws.presets.build_sharpener(get_preset("mnist-dense").merged(
+        {"schedule": {"name": "none"}})) is None
+
+
+def test_optimizer_override_does_not_inherit_old_arguments():
+    config = get_preset("mnist-dense").merged({"optimizer": {"name": "adam", "lr": 1e-3}})
+    assert config.optimizer == {"name": "adam", "lr": 1e-3}
+    ws.presets.build_optimizer(config, build_model(config))
+
+
+def test_toml_file(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('preset = "mnist-dense"\nepochs = 3\n[optimizer]\nlr = 2.0\n')
+    values = read_toml(path)
+    config = get_preset(values.pop("preset")).merged(values)
+    assert config.epochs == 3 and config.optimizer["lr"] == 2.0
+    assert config.optimizer["name"] == "adadelta"
+
+
+def test_bad_configuration_is_named(tmp_path):
+    with pytest.raises(ValueError, match="epochz"):
+        get_preset("mnist-dense").merged({"epochz": 3})
+    with pytest.raises(ValueError, match="unknown preset"):
+        get_preset("nope")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("epochs = = 3")
+    with pytest.raises(ValueError, match="TOML"):
+        read_toml(broken)
+
+
+def test_config_round_trip(tmp_path):
+    config = get_preset("fashion-cnn")
+    config.save(tmp_path / "config.json")
+    assert TrainConfig.load(tmp_path / "config.json") == config
