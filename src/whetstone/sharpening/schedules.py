@@ -17,7 +17,6 @@ continues exactly (the layers' sharpness itself lives in the model's ``state_dic
 from __future__ import annotations
 
 import math
-from abc import ABC
 from typing import Any, Literal
 
 from torch import nn
@@ -34,7 +33,7 @@ SNAP_TOLERANCE = 0.001
 """A layer within this of 1 snaps to exactly 1 (adaptive schedule)."""
 
 
-class Sharpener(ABC):
+class Sharpener:
     """Base class: counts batches and epochs; subclasses decide the sharpness."""
 
     def __init__(self) -> None:

@@ -135,7 +135,8 @@ def fit(
         val_acc = val_bin = None
         if val_loader is not None and ((epoch + 1) % val_every == 0 or epoch + 1 == epochs):
             val_acc = evaluate(model, val_loader, device)
-            val_bin = val_acc if is_fully_sharp(model) else evaluate_binary(model, val_loader, device)
+            sharp = is_fully_sharp(model)
+            val_bin = val_acc if sharp else evaluate_binary(model, val_loader, device)
         record = EpochRecord(
             epoch=epoch,
             train_loss=train_loss,
