@@ -31,7 +31,8 @@ def activation_factory(
     try:
         cls = ACTIVATIONS[name]
     except KeyError:
-        raise ValueError(f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}") from None
+        choices = sorted(ACTIVATIONS)
+        raise ValueError(f"unknown activation {name!r}; choose from {choices}") from None
     return lambda: cls(surrogate=surrogate)
 
 

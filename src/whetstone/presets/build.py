@@ -36,7 +36,8 @@ def build_model(config: TrainConfig, plain: bool = False) -> nn.Sequential:
     try:
         builder = ARCHITECTURES[arch]
     except KeyError:
-        raise ValueError(f"unknown architecture {arch!r}; choose from {sorted(ARCHITECTURES)}") from None
+        choices = sorted(ARCHITECTURES)
+        raise ValueError(f"unknown architecture {arch!r}; choose from {choices}") from None
     channels, height, width = DATASET_SHAPES[config.dataset]
     act = activation_factory(config.activation, make_surrogate(config.surrogate), plain=plain)
     if arch == "dense":

@@ -62,7 +62,9 @@ class TrainConfig:
         names = {f.name for f in fields(cls)}
         unknown = set(data) - names
         if unknown:
-            raise ValueError(f"unknown configuration keys {sorted(unknown)}; known: {sorted(names)}")
+            raise ValueError(
+                f"unknown configuration keys {sorted(unknown)}; known: {sorted(names)}"
+            )
         return cls(**copy.deepcopy(data))
 
     def save(self, path: str | Path) -> None:
@@ -95,8 +97,8 @@ class TrainConfig:
             if isinstance(data[k], dict) and isinstance(v, dict):
                 if "name" in v and v["name"] != data[k].get("name"):
                     # another optimizer or schedule: its own arguments, not the old one's
-                    defaults = self.schedule_alternatives.get(v["name"], {}) if k == "schedule" else {}
-                    data[k] = {"name": v["name"], **defaults}
+                    alternatives = self.schedule_alternatives if k == "schedule" else {}
+                    data[k] = {"name": v["name"], **alternatives.get(v["name"], {})}
                 data[k] = {**data[k], **v}
             else:
                 data[k] = v
