@@ -114,6 +114,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                         test_limit=args.test_limit, plot=not args.no_plot)
     _print(summary, args.json, [
         f"run folder: {out}",
+        f"test accuracy of the conventional network (before sharpening): "
+        f"{_pct(summary['test_accuracy_before_sharpening'])}",
         f"test accuracy at final sharpness: {_pct(summary['test_accuracy'])}",
         f"test accuracy fully binary (every layer at sharpness 1): "
         f"{_pct(summary['test_accuracy_binary'])}",

@@ -156,25 +156,27 @@ class ScheduledSharpener(Sharpener):
 
     Layer ``i`` goes from 0 to 1 over ``[start + i (duration + intermission),
     start + i (duration + intermission) + duration)`` epochs, batch by batch (``mode="batch"``,
-    the original) or at epoch ends (``mode="epoch"``).
+    the original) or at epoch ends (``mode="epoch"``). The original took whole epochs; here
+    ``start``, ``duration`` and ``intermission`` may be fractions of an epoch (batch mode),
+    which compresses the schedule for short runs.
     """
 
     def __init__(
         self,
-        start: int,
-        duration: int,
-        intermission: int = 0,
+        start: float,
+        duration: float,
+        intermission: float = 0,
         mode: Mode = "batch",
         steps_per_epoch: int | None = None,
     ) -> None:
         super().__init__()
-        if duration < 1 or start < 0 or intermission < 0:
-            raise ValueError("need start >= 0, duration >= 1 and intermission >= 0")
+        if duration <= 0 or start < 0 or intermission < 0:
+            raise ValueError("need start >= 0, duration > 0 and intermission >= 0")
         if mode not in ("epoch", "batch"):
             raise ValueError(f"mode must be 'epoch' or 'batch', got {mode!r}")
-        self.start = int(start)
-        self.duration = int(duration)
-        self.intermission = int(intermission)
+        self.start = start
+        self.duration = duration
+        self.intermission = intermission
         self.mode: Mode = mode
         self.steps_per_epoch = steps_per_epoch
 
@@ -190,7 +192,7 @@ class ScheduledSharpener(Sharpener):
             out.append(min(1.0, max(0.0, (t - begin) / self.duration)))
         return out
 
-    def end_epoch(self, n_layers: int) -> int:
+    def end_epoch(self, n_layers: int) -> float:
         """Epochs elapsed when the last layer reaches 1."""
         return self.start + (n_layers - 1) * (self.duration + self.intermission) + self.duration
 

@@ -1,0 +1,94 @@
+"""Accuracy of a preset, fully binary, beside the same network never sharpened.
+
+For each seed: train the recipe with sharpening (every layer ends at sharpness 1), then the
+same network, seed and epochs with the schedule off (sharpness 0 throughout, the conventional
+network). Both are evaluated on the full test set; the conventional one also fully binary
+(simply thresholded, no sharpening). Results are rewritten to JSON after every run.
+
+    python -m benchmarks.accuracy --preset mnist-dense --seeds 0 1 2
+    python -m benchmarks.accuracy --recipe benchmarks/recipes/mnist-cnn-cpu.toml --seeds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from whetstone.presets import get_preset, read_toml
+from whetstone.runs import train_run
+
+from .common import RESULTS, environment, write_json
+
+
+def recipe_config(preset: str | None, recipe: str | None) -> tuple[Any, str]:
+    values: dict[str, Any] = read_toml(recipe) if recipe else {}
+    name = preset or values.pop("preset")
+    values.pop("preset", None)
+    label = Path(recipe).stem if recipe else name
+    return get_preset(name).merged(values), label
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--preset")
+    p.add_argument("--recipe", help="TOML recipe (a preset plus overrides)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-baseline", action="store_true", help="skip the never-sharpened network")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke check: 2 epochs on 2,000 training and 1,000 test images")
+    p.add_argument("--out", type=Path, help="JSON path (default: results/accuracy-LABEL.json)")
+    p.add_argument("--runs-dir", type=Path, default=Path("runs/bench"))
+    args = p.parse_args(argv)
+    if not args.preset and not args.recipe:
+        p.error("give --preset or --recipe")
+
+    config, label = recipe_config(args.preset, args.recipe)
+    limits: dict[str, int | None] = {"train_limit": None, "test_limit": None}
+    if args.quick:
+        label += "-quick"
+        limits = {"train_limit": 2000, "test_limit": 1000}
+        config = config.merged({"epochs": 2, "val_every": 1,
+                                "schedule": {"name": "simple", "start_epoch": 0, "steps": 1,
+                                             "mode": "batch"}})
+        if config.model["arch"] != "dense":
+            config = config.merged({"schedule": {"name": "scheduled", "start": 0.2,
+                                                 "duration": 0.2, "intermission": 0.0}})
+    out = args.out or RESULTS / f"accuracy-{label}.json"
+    result: dict[str, Any] = {
+        "study": "accuracy",
+        "label": label,
+        "preset": config.name,
+        "dataset": config.dataset,
+        "config": config.to_dict(),
+        "environment": environment(args.device),
+        "quick": args.quick,
+        "runs": [],
+    }
+    variants = [("sharpened", config)]
+    if not args.no_baseline:
+        variants.append(("conventional", config.merged({"schedule": {"name": "none"},
+                                                         "surrogate": None})))
+    for seed in args.seeds:
+        for variant, cfg in variants:
+            cfg = cfg.merged({"seed": seed})
+            run_dir = args.runs_dir / f"{label}-{variant}-seed{seed}"
+            torch.manual_seed(seed)
+            summary = train_run(cfg, run_dir, device=args.device, progress=False, **limits)
+            result["runs"].append({"variant": variant, "seed": seed, "run_dir": str(run_dir),
+                                   **{k: summary[k] for k in (
+                                       "test_accuracy", "test_accuracy_binary", "epochs",
+                                       "train_seconds", "median_epoch_seconds",
+                                       "total_seconds", "final_sharpness", "test_samples",
+                                       "train_samples")}})
+            write_json(out, result)
+            print(f"{label} {variant} seed {seed}: binary {summary['test_accuracy_binary']:.4f}"
+                  f" current {summary['test_accuracy']:.4f} ({summary['train_seconds']:.0f} s)",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Generate BENCHMARKS.md from the JSON in benchmarks/results/ (never typed by hand).
+
+    python -m benchmarks.report
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from .common import RESULTS
+
+ROOT = Path(__file__).resolve().parent.parent
+BARS = {"mnist-dense": 0.975, "mnist-cnn": 0.993, "fashion-cnn": 0.900}
+
+
+def _load(pattern: str) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(RESULTS.glob(pattern))]
+
+
+def _pct(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    mean = 100 * statistics.mean(values)
+    if len(values) == 1:
+        return f"{mean:.2f}"
+    return f"{mean:.2f} ± {100 * statistics.pstdev(values):.2f} (n={len(values)})"
+
+
+def _env_line(env: dict[str, Any]) -> str:
+    v = env["versions"]
+    return (f"{env['date']}; device {env['device']} ({env['cpu']}, {env['cores']} cores, "
+            f"{env['torch_threads']} torch threads); whetstone {v['whetstone']}, torch {v['torch']}"
+            f"; `{env['command']}`")
+
+
+def _schedule(cfg: dict[str, Any]) -> str:
+    sched = dict(cfg["schedule"])
+    name = sched.pop("name")
+    args = ", ".join(f"{k}={v}" for k, v in sched.items())
+    return f"{name}({args})"
+
+
+def accuracy_section() -> list[str]:
+    lines = ["## Accuracy: fully binary against the same network never sharpened", "",
+             "Full test sets. *Binary*: every activation a step (sharpness 1), the network "
+             "that runs as single-step spikes. *Conventional*: the same architecture, seed and "
+             "epochs trained with sharpness 0 throughout; *thresholded*: that conventional "
+             "network with every activation simply replaced by the step (no sharpening).", "",
+             "| recipe | dataset | device | epochs, batch | optimizer | schedule | binary (%) "
+             "| conventional (%) | conventional thresholded (%) | bar | seconds/epoch |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    details = []
+    for res in _load("accuracy-*.json"):
+        if res.get("quick"):
+            continue
+        cfg = res["config"]
+        runs = res["runs"]
+        sharp = [r for r in runs if r["variant"] == "sharpened"]
+        conv = [r for r in runs if r["variant"] == "conventional"]
+        binary = [r["test_accuracy_binary"] for r in sharp if r["final_sharpness"] and
+                  min(r["final_sharpness"]) >= 1.0]
+        bar = BARS.get(res["preset"])
+        met = "" if bar is None or not binary else (
+            " (met)" if statistics.mean(binary) >= bar else " (**missed**)")
+        opt = ", ".join(f"{k}={v}" for k, v in cfg["optimizer"].items())
+        extras = [x for x in (cfg.get("lr_schedule") and f"lr {cfg['lr_schedule']}",
+                              cfg.get("surrogate") and f"{cfg['surrogate']} gradient at s=1",
+                              cfg.get("augment") and f"augment {cfg['augment']}") if x]
+        epoch_s = statistics.median([r["median_epoch_seconds"] for r in sharp]) if sharp else 0
+        lines.append(
+            f"| {res['label']} | {res['dataset']} | {res['environment']['device']} | "
+            f"{cfg['epochs']}, {cfg['batch_size']} | {opt} | {_schedule(cfg)}"
+            f"{'; ' + '; '.join(extras) if extras else ''} | {_pct(binary)}{met} | "
+            f"{_pct([r['test_accuracy'] for r in conv])} | "
+            f"{_pct([r['test_accuracy_binary'] for r in conv])} | "
+            f"{'' if bar is None else f'{100 * bar:.1f}'} | {epoch_s:.1f} |")
+        seeds = sorted({r["seed"] for r in runs})
+        details.append(f"- **{res['label']}** (seeds {seeds}): {_env_line(res['environment'])}")
+    if len(lines) == 6:
+        lines.append("| (no full results yet) |||||||||||")
+    return [*lines, "", *details, ""]
+
+
+def speed_section() -> list[str]:
+    res = _load("speed.json")
+    if not res:
+        return ["## Training speed", "", "(no full result yet)", ""]
+    r = res[0]
+    return ["## Training speed: sharpening against plain ReLU", "",
+            f"{r['what']}. Interleaved epochs, {len(r['ratios'])} pairs.", "",
+            "| | median seconds per epoch |", "|---|---|",
+            f"| plain ReLU | {r['median_relu_seconds']:.3f} |",
+            f"| sharpening active | {r['median_sharpening_seconds']:.3f} |",
+            f"| **median ratio** (bar: at most 1.10) | **{r['median_ratio']:.3f}** |", "",
+            f"Per-pair ratios: {', '.join(f'{x:.3f}' for x in r['ratios'])}.", "",
+            f"- {_env_line(r['environment'])}", ""]
+
+
+def demo_section() -> list[str]:
+    res = _load("demo.json")
+    if not res:
+        return []
+    r = res[0]
+    steps = "; ".join(f"{k} {v:.0f} s" for k, v in r["steps"].items())
+    return ["## `make demo` on a fresh clone", "",
+            f"Wall time **{r['total_seconds']:.0f} s** (bar: under 300 s): {steps}. "
+            f"{r['result']}", "", f"- {_env_line(r['environment'])}", ""]
+
+
+def main() -> None:
+    out = ["# Benchmarks", "",
+           "Generated by `python -m benchmarks.report` from `benchmarks/results/*.json`; "
+           "do not edit by hand. Each figure names its date, device and command.", ""]
+    out += accuracy_section() + speed_section() + demo_section()
+    (ROOT / "BENCHMARKS.md").write_text("\n".join(out))
+    print(f"wrote {ROOT / 'BENCHMARKS.md'}")
+
+
+if __name__ == "__main__":
+    main()
