@@ -7,11 +7,10 @@ PIP := $(PY) -m pip
 TORCH_PIN ?= torch==2.13.0
 SEED ?= 0
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench report clean
 
 $(VENV)/.base:
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH_PIN)
 	touch $@
 
@@ -29,6 +28,15 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.dev
 	$(PY) -m pytest
+
+# Long runs (see BENCHMARKS.md); each writes JSON to benchmarks/results/.
+bench: $(VENV)/.dev
+	$(PY) -m benchmarks.accuracy --preset mnist-dense --seeds 0 1 2
+	$(PY) -m benchmarks.speed
+	$(PY) -m benchmarks.report
+
+report: $(VENV)/.dev
+	$(PY) -m benchmarks.report
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check src tests benchmarks

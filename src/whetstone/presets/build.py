@@ -94,5 +94,5 @@ def build_lr_scheduler(
     if config.lr_schedule in (None, "none", "constant"):
         return None
     if config.lr_schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.total_epochs)
     raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}; choose 'cosine' or none")

@@ -43,12 +43,22 @@ class TrainConfig:
     surrogate: str | None = None
     """Backward strategy at sharpness 1 (``"straight-through"``) or ``None`` (true gradient 0)."""
     epochs: int = 21
+    finetune_epochs: int = 0
+    """Epochs trained after ``epochs``, once the schedule is done (fully sharp), typically with
+    a straight-through ``surrogate``; the run lasts ``epochs + finetune_epochs``."""
     batch_size: int = 128
     seed: int = 0
     lr_schedule: str | None = None
     """``None`` (constant) or ``"cosine"`` (cosine decay over all epochs, per epoch)."""
+
+    @property
+    def total_epochs(self) -> int:
+        """``epochs + finetune_epochs``."""
+        return self.epochs + self.finetune_epochs
     augment: str | None = None
-    """``None`` or ``"shift"`` (random translations of up to 2 pixels)."""
+    """``None``, ``"shift"`` (random translations of up to 2 pixels) or ``"shift-N"`` (N)."""
+    label_smoothing: float = 0.0
+    """Label smoothing of the cross-entropy on the decode logits."""
     val_every: int = 1
     """Evaluate on the test split every this many epochs (and always at the last)."""
     schedule_alternatives: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -23,6 +23,15 @@ def random_shift(x: Tensor, max_shift: int, generator: torch.Generator) -> Tenso
     return out.permute(0, 3, 1, 2).contiguous()
 
 
+def parse_shift(spec: str) -> int:
+    """Maximum shift of an augmentation spec: ``"shift"`` is 2 pixels, ``"shift-N"`` N."""
+    if spec == "shift":
+        return 2
+    if spec.startswith("shift-") and spec[6:].isdigit():
+        return int(spec[6:])
+    raise ValueError(f"unknown augment {spec!r}; choose 'shift', 'shift-N' or none")
+
+
 class Augmented:
     """Wraps a batch iterable and applies :func:`random_shift` to every input batch."""
 
