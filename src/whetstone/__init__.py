@@ -20,7 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("data", "nn", "sharpening", "training", "presets", "runs", "plotting", "cli")
+_SUBMODULES = (
+    "data", "nn", "sharpening", "training", "presets", "runs", "plotting", "cli", "conversion",
+    "runtime",
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import data, nn, plotting, presets, runs, sharpening, training  # noqa: F401

@@ -1,0 +1,35 @@
+"""A framework-neutral spiking network: numpy only, no torch (not even indirectly).
+
+A converted Whetstone network is a list of primitives run in one time step:
+
+- :mod:`.primitives`: ``Affine`` (``y = W x + b``), ``Conv2d``, ``SumPool2d`` (OR-pooling
+  with a ``Threshold(0.5)`` after it, or average pooling with ``scale = 1 / (kh kw)``),
+  ``Flatten``, ``Threshold`` (``z = 1[x >= theta]``, ties fire) and ``Decode`` (N-hot
+  population to class logits).
+- :mod:`.network`: :class:`SpikingNetwork` with ``save`` / ``load`` (one ``.npz``, no pickle,
+  sha256-checked; bad files raise :class:`NetworkFileError`).
+- :mod:`.simulate`: :func:`run` (logits, optionally the spikes of every layer) and
+  :func:`predict` (class indices).
+
+Build one from a trained model with :func:`whetstone.conversion.to_spiking`.
+"""
+
+from .errors import NetworkFileError
+from .network import SpikingNetwork
+from .primitives import PRIMITIVES, Affine, Conv2d, Decode, Flatten, Primitive, SumPool2d, Threshold
+from .simulate import predict, run
+
+__all__ = [
+    "PRIMITIVES",
+    "Affine",
+    "Conv2d",
+    "Decode",
+    "Flatten",
+    "NetworkFileError",
+    "Primitive",
+    "SpikingNetwork",
+    "SumPool2d",
+    "Threshold",
+    "predict",
+    "run",
+]
