@@ -26,7 +26,8 @@ class StraightThrough:
 
     def grad(self, centred: Tensor) -> Tensor:
         """Surrogate derivative at ``centred = x - theta`` (any shape)."""
-        return (centred.abs() <= 0.5 * self.width).to(centred.dtype) / self.width
+        inside = centred.abs() <= 0.5 * self.width
+        return inside.to(centred.dtype) if self.width == 1.0 else inside / self.width
 
 
 Surrogate = StraightThrough
