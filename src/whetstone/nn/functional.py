@@ -58,8 +58,11 @@ def brelu(x: Tensor, sharpness: float) -> Tensor:
     if sharpness >= 1.0:
         return heaviside(x, BRELU_THRESHOLD)
     slope = brelu_slope(sharpness)
-    # clip(a (x - 0.5) + 0.5, 0, 1) as a x + (0.5 - 0.5 a): three native ops, native backward
-    return torch.nn.functional.hardtanh(x * slope + (0.5 - 0.5 * slope), 0.0, 1.0)
+    # clip(a (x - 0.5) + 0.5, 0, 1) = hardtanh(b + a x), b = 0.5 - 0.5 a: two native ops (one
+    # add with alpha, one hardtanh) and their native backward; a 0-dim CPU tensor acts as a
+    # scalar on any device and does not change the dtype of x.
+    offset = torch.tensor(0.5 - 0.5 * slope, dtype=x.dtype)
+    return torch.nn.functional.hardtanh(torch.add(offset, x, alpha=slope), 0.0, 1.0)
 
 
 def sigmoid(x: Tensor, sharpness: float) -> Tensor:

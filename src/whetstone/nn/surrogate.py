@@ -25,9 +25,9 @@ class StraightThrough:
     width: float = 1.0
 
     def grad(self, centred: Tensor) -> Tensor:
-        """Surrogate derivative at ``centred = x - theta`` (any shape)."""
-        inside = centred.abs() <= 0.5 * self.width
-        return inside.to(centred.dtype) if self.width == 1.0 else inside / self.width
+        """Surrogate derivative at ``centred = x - theta`` (any shape, same dtype)."""
+        inside = (centred.abs() <= 0.5 * self.width).to(centred.dtype)
+        return inside if self.width == 1.0 else inside.mul_(1.0 / self.width)
 
 
 Surrogate = StraightThrough
@@ -37,17 +37,19 @@ SURROGATES: dict[str, type[StraightThrough]] = {"straight-through": StraightThro
 
 
 class _SpikeFunction(torch.autograd.Function):
+    """Exact step forward; the surrogate's derivative, evaluated once in forward, backward."""
+
     @staticmethod
     def forward(ctx, x: Tensor, threshold: float, surrogate: Surrogate) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(x)
-        ctx.threshold = threshold
-        ctx.surrogate = surrogate
-        return (x >= threshold).to(x.dtype)
+        centred = x - threshold
+        out = (centred >= 0).to(x.dtype)
+        ctx.save_for_backward(surrogate.grad(centred))
+        return out
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
-        (x,) = ctx.saved_tensors
-        return grad * ctx.surrogate.grad(x - ctx.threshold), None, None
+        (slope,) = ctx.saved_tensors
+        return grad * slope, None, None
 
 
 def spike(x: Tensor, threshold: float, surrogate: Surrogate | None) -> Tensor:

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from torch import nn
 
+from ..nn.activations import Sharpenable
 from .allocation import (
     get_layer_sharpness,
     set_layer_sharpness,
@@ -40,7 +41,7 @@ class Sharpener:
         self.steps_per_epoch: int | None = None
         self.epoch = 0  # epoch in progress (0-based)
         self.batch = 0  # batches finished in the epoch in progress
-        self._n_layers: int | None = None
+        self._layers: list[Sharpenable] = []
         self._finished = False
 
     # -- hooks -------------------------------------------------------------------------
@@ -48,8 +49,9 @@ class Sharpener:
         """Call once before training; ``steps_per_epoch`` is needed by per-batch modes."""
         if steps_per_epoch is not None:
             self.steps_per_epoch = int(steps_per_epoch)
-        self._n_layers = len(sharpenable_layers(model))
-        if self._n_layers == 0:
+        # found once: the per-batch hooks then touch only these layers, not the module tree
+        self._layers = sharpenable_layers(model)
+        if not self._layers:
             raise ValueError("the model has no sharpenable layers (SpikingBReLU/SpikingSigmoid)")
 
     def on_batch_end(self, model: nn.Module) -> None:
@@ -71,7 +73,7 @@ class Sharpener:
 
     def state_dict(self) -> dict[str, Any]:
         """Counters and flags (JSON-serialisable) that fully determine the schedule's future."""
-        return {k: v for k, v in vars(self).items() if k != "_n_layers"}
+        return {k: v for k, v in vars(self).items() if k != "_layers"}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`; unknown keys are an error."""
@@ -80,6 +82,11 @@ class Sharpener:
             raise ValueError(f"{type(self).__name__}: unknown state keys {sorted(unknown)}")
         for k, v in state.items():
             setattr(self, k, v)
+
+    @property
+    def _n_layers(self) -> int:
+        assert self._layers, "call on_train_begin(model) first"
+        return len(self._layers)
 
     def _need_steps(self) -> int:
         if not self.steps_per_epoch:
@@ -129,13 +136,12 @@ class SimpleSharpener(Sharpener):
 
     def total_steps(self) -> int:
         """Number of increments from 0 to 1: ``steps * N`` bottom-up, ``steps`` uniform."""
-        assert self._n_layers is not None, "call on_train_begin first"
         return self.steps * (self._n_layers if self.bottom_up else 1)
 
     def _apply(self, model: nn.Module, ticks_total: int) -> None:
         self.ticks = min(self.ticks, ticks_total)
         m = 1.0 if self.ticks >= ticks_total else self.ticks / ticks_total
-        set_model_sharpness(model, m, bottom_up=self.bottom_up)
+        set_model_sharpness(self._layers, m, bottom_up=self.bottom_up)
         self._finished = self.ticks >= ticks_total
 
     def on_batch_end(self, model: nn.Module) -> None:
@@ -197,10 +203,8 @@ class ScheduledSharpener(Sharpener):
         return self.start + (n_layers - 1) * (self.duration + self.intermission) + self.duration
 
     def _apply(self, model: nn.Module, t: float) -> None:
-        assert self._n_layers is not None, "call on_train_begin first"
-        # Exact integer arithmetic at window ends keeps the last value exactly 1.0.
         values = self.layer_sharpness(t, self._n_layers)
-        set_layer_sharpness(model, values)
+        set_layer_sharpness(self._layers, values)
         self._finished = all(v >= 1.0 for v in values)
 
     def on_batch_end(self, model: nn.Module) -> None:
@@ -267,7 +271,7 @@ class AdaptiveSharpener(Sharpener):
         super().on_batch_end(model)
         if not self.sharpening or self.waiting or self._finished:
             return
-        values = get_layer_sharpness(model)
+        values = get_layer_sharpness(self._layers)
         i = next(j for j, v in enumerate(values) if v < 1.0)
         rate = self.cz_rate if values[i] > self.critical else self.rate
         if i == 0:
@@ -276,7 +280,7 @@ class AdaptiveSharpener(Sharpener):
         if values[i] >= 1.0 - SNAP_TOLERANCE:
             values[i] = 1.0
             self.waiting = True
-        set_layer_sharpness(model, values)
+        set_layer_sharpness(self._layers, values)
         self._finished = all(v >= 1.0 for v in values)
         if not self.sharpened_epochs or self.sharpened_epochs[-1] != self.epoch:
             self.sharpened_epochs.append(self.epoch)
@@ -334,11 +338,10 @@ class StepSharpener(Sharpener):
         return {"start_step": self.start_step, "layer_duration": self.layer_duration}
 
     def on_step(self, model: nn.Module, steps: int = 1) -> None:
-        assert self._n_layers is not None, "call on_train_begin first"
         self.step += steps
         total = self.layer_duration * self._n_layers
         done_steps = min(total, max(0, self.step - self.start_step))
-        set_model_sharpness(model, done_steps / total)
+        set_model_sharpness(self._layers, done_steps / total)
         self._finished = done_steps >= total
 
     def on_batch_end(self, model: nn.Module) -> None:
