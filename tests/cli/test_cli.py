@@ -36,6 +36,9 @@ def test_train_then_evaluate(tmp_path, capsys, mnist_ready):
     assert main(["evaluate", str(out), "--limit", "500", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["accuracy_binary"] == pytest.approx(summary["test_accuracy_binary"])
+    # the converted network of threshold neurons predicts exactly like the torch model
+    assert result["spiking_agreement"] == 1.0
+    assert result["accuracy_spiking"] == pytest.approx(result["accuracy_binary"])
 
 
 def test_errors_exit_with_a_message(tmp_path, capsys):

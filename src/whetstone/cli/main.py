@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run", help="run folder")
     e.add_argument("--split", default="test", choices=["train", "test"])
     e.add_argument("--limit", type=int, help="use only the first N samples")
+    e.add_argument("--no-spiking", action="store_true",
+                   help="skip converting to threshold neurons and running the numpy runtime")
     _add_common(e)
 
     sub.add_parser("presets", help="list the presets and their settings")
@@ -129,13 +131,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     seed_everything(args.seed or 0)
     result = evaluate_run(args.run, data_dir=args.data_dir, split=args.split, device=args.device,
-                          limit=args.limit)
+                          limit=args.limit, spiking=not args.no_spiking)
     sharp = "/".join(f"{s:.2f}" for s in result["sharpness"])
-    _print(result, args.json, [
+    lines = [
         f"{result['run']}: {result['dataset']} {result['split']} ({result['samples']} samples)",
         f"accuracy at current sharpness ({sharp}): {_pct(result['accuracy'])}",
-        f"accuracy fully binary (spiking, one time step): {_pct(result['accuracy_binary'])}",
-    ])
+        f"accuracy fully binary (every activation a step, torch): "
+        f"{_pct(result['accuracy_binary'])}",
+    ]
+    if result["accuracy_spiking"] is not None:
+        lines.append(f"accuracy of the converted spiking network (threshold neurons, one time "
+                     f"step, numpy runtime): {_pct(result['accuracy_spiking'])}; same class as "
+                     f"torch for {_pct(result['spiking_agreement'])} of samples")
+    _print(result, args.json, lines)
     return 0
 
 
