@@ -24,7 +24,7 @@ def test_help_for_every_command(capsys):
 def test_train_then_evaluate(tmp_path, capsys, mnist_ready):
     out = tmp_path / "run"
     toml = tmp_path / "quick.toml"
-    toml.write_text('[schedule]\nname = "simple"\nstart_epoch = 0\nsteps = 1\n')
+    toml.write_text('finetune_epochs = 0\n[schedule]\nname = "simple"\nstart_epoch = 0\nsteps = 1\n')
     code = main(["train", "--preset", "mnist-dense", "--config", str(toml), "--epochs", "3",
                  "--train-limit", "2000", "--test-limit", "500", "--seed", "3", "--out", str(out),
                  "--no-progress", "--no-plot", "--json"])
