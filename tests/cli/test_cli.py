@@ -24,7 +24,8 @@ def test_help_for_every_command(capsys):
 def test_train_then_evaluate(tmp_path, capsys, mnist_ready):
     out = tmp_path / "run"
     toml = tmp_path / "quick.toml"
-    toml.write_text('finetune_epochs = 0\n[schedule]\nname = "simple"\nstart_epoch = 0\nsteps = 1\n')
+    toml.write_text('finetune_epochs = 0\n'
+                    '[schedule]\nname = "simple"\nstart_epoch = 0\nsteps = 1\n')
     code = main(["train", "--preset", "mnist-dense", "--config", str(toml), "--epochs", "3",
                  "--train-limit", "2000", "--test-limit", "500", "--seed", "3", "--out", str(out),
                  "--no-progress", "--no-plot", "--json"])
@@ -32,7 +33,7 @@ def test_train_then_evaluate(tmp_path, capsys, mnist_ready):
     summary = json.loads(capsys.readouterr().out)
     assert summary["seed"] == 3 and summary["epochs"] == 3
     config = json.loads((out / "config.json").read_text())
-    assert config["schedule"] == {"name": "simple", "start_epoch": 0, "steps": 1}
+    assert config["schedule"] == {"name": "simple", "mode": "batch", "start_epoch": 0, "steps": 1}
     assert main(["evaluate", str(out), "--limit", "500", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["accuracy_binary"] == pytest.approx(summary["test_accuracy_binary"])
