@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "data", "nn", "sharpening", "training", "presets", "runs", "plotting", "cli", "conversion",
-    "runtime",
+    "runtime", "metrics", "quantization", "export",
 )
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -91,6 +91,15 @@ def test_scheduled_windows():
     assert seq[27] == [1.0, 1.0]
 
 
+def test_scheduled_fractional_windows_end_exactly_at_one():
+    net = model(8)
+    sharpener = ScheduledSharpener(start=1.0, duration=0.4, intermission=0.0)
+    seq = drive(sharpener, net, 5, 7, record_batches=True)
+    ends = [seq[7 * e + 6] for e in range(5)]
+    assert ends[2][:5] == [1.0] * 5  # layer 4 ends at epoch 3.0 exactly, not 0.9999999
+    assert seq[-1] == [1.0] * 8 and sharpener.done
+
+
 def test_scheduled_epoch_mode():
     net = model(2)
     seq = drive(ScheduledSharpener(start=1, duration=2, intermission=0, mode="epoch"), net, 6, 3)

@@ -195,7 +195,9 @@ class ScheduledSharpener(Sharpener):
         out = []
         for i in range(n_layers):
             begin = self.start + i * (self.duration + self.intermission)
-            out.append(min(1.0, max(0.0, (t - begin) / self.duration)))
+            value = min(1.0, max(0.0, (t - begin) / self.duration))
+            # fractional windows accumulate rounding: a window's end must give exactly 1.0
+            out.append(1.0 if value > 1.0 - 1e-9 else value)
         return out
 
     def end_epoch(self, n_layers: int) -> float:
