@@ -19,7 +19,10 @@ $(VENV)/.installed: $(VENV)/.base pyproject.toml
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.base pyproject.toml
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q -e '.[dev,nir]'
+	# NIR importers for the interop tests, without their declared dependencies: norse declares
+	# torchvision, which would bring another torch. A failure here only skips those tests.
+	-$(PIP) install -q --no-deps nirtorch==2.6 norse==1.1.0 snntorch==1.0.0
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed

@@ -1,0 +1,30 @@
+"""Export of spiking networks to other tools.
+
+- :mod:`.nir_graph`: :func:`to_nir` writes a :class:`~whetstone.runtime.SpikingNetwork` as
+  a NIR graph (``nir`` 1.0.x, HDF5) that Norse, snnTorch and other simulators import;
+  :func:`from_nir` reads it back. Whetstone's ``z = 1[x >= theta]`` is exported as NIR's
+  ``z = 1[v > theta']`` with ``theta' = nextafter(float32(theta), -inf)``, so ties still
+  fire. Needs the ``nir`` extra (``pip install 'whetstone[nir]'``).
+"""
+
+from .nir_graph import (
+    NEURON_FORMS,
+    THRESHOLD_CONVENTION,
+    exported_threshold,
+    from_graph,
+    from_nir,
+    restored_threshold,
+    to_graph,
+    to_nir,
+)
+
+__all__ = [
+    "NEURON_FORMS",
+    "THRESHOLD_CONVENTION",
+    "exported_threshold",
+    "from_graph",
+    "from_nir",
+    "restored_threshold",
+    "to_graph",
+    "to_nir",
+]

@@ -1,0 +1,488 @@
+"""Export a :class:`~whetstone.runtime.SpikingNetwork` to NIR and read it back.
+
+NIR (the Neuromorphic Intermediate Representation, ``nir`` 1.0.x on PyPI) is a graph of
+nodes with batch-free shapes, written as HDF5 by ``nir.write``. The export is a chain::
+
+    input -> [Affine | Conv2d | SumPool2d (+ Scale) | Flatten | neuron]* -> output
+
+Primitive by primitive:
+
+========================  ================================================================
+runtime primitive         NIR node(s)
+========================  ================================================================
+``Affine(W, b)``          ``Affine(weight=W, bias=b)``: ``y = W x + b``
+``Conv2d``                ``Conv2d`` (symmetric padding ``(ph, pw)`` only; NIR 1.0 has no
+                          per-side padding). Grouped convolutions are written as the
+                          equivalent dense (block-diagonal) weight with ``groups=1``
+                          (nir 1.0.x type-checks ``weight.shape[1]`` as the input
+                          channels); ``whetstone_groups`` in the node metadata restores them
+``SumPool2d(scale=1)``    ``SumPool2d``; with ``scale = 1 / (kh kw)`` an ``AvgPool2d``;
+                          any other scale ``SumPool2d -> Scale(s)``
+``Flatten``               ``Flatten(start_dim=0, end_dim=-1)`` on the batch-free shape
+``Threshold(theta)``      one neuron node, by ``neuron`` (below)
+``Decode(K)``             ``Affine(weight=4K - 2, bias=-(2K - 1).sum(1))``, marked in the
+                          node's metadata; ``K`` is also in the graph metadata
+========================  ================================================================
+
+Neuron forms (all evaluated for **one** time step from ``v = 0``):
+
+- ``"if"`` (portable): ``IF(r=1, v_threshold=theta', v_reset=0)``. One step of
+  ``v <- v + r x`` from ``v = 0`` gives ``v = x`` and ``z = 1[v > theta']``.
+- ``"threshold"`` (exact form, few importers read it): ``Threshold(theta')``,
+  ``z = 1[x > theta']``.
+- ``"lif"`` (for snnTorch): ``LIF(tau=1e-4, r=1, v_leak=0, v_threshold=theta', v_reset=0)``.
+  snnTorch's importer fixes ``dt = 1e-4``, so ``beta = 1 - dt / tau = 0`` and the input
+  scale ``r dt / tau = 1``: one step from ``v = 0`` gives ``v = x``.
+
+Threshold convention. Whetstone fires on ``x >= theta`` (ties fire); NIR's ``Threshold``,
+``IF`` and ``LIF`` and the importers (Norse ``heaviside(v - v_th) = 1[v - v_th > 0]``,
+snnTorch likewise) fire on ``v > v_threshold``. The exported threshold is therefore
+
+    ``theta' = nextafter(float32(theta), -inf)``   (computed in float32)
+
+the largest float32 below ``theta``. For every float32 ``v``, ``v > theta'`` if and only if
+``v >= float32(theta)``, so an importer computing in float32 fires exactly where we do, a
+neuron sitting exactly on the threshold included. The exact ``theta`` (its own dtype and
+shape) is kept in the neuron node's metadata (``whetstone_theta``) so :func:`from_nir`
+restores it bit for bit; without it, ``theta = nextafter(theta', +inf)`` in float32.
+A graph not written by whetstone (no ``format`` metadata) is read with NIR's ``>``:
+``theta = nextafter(float64(v_threshold), +inf)``, i.e. ``x > v_threshold`` in float64.
+
+Arrays are written as float32 when that is lossless (converted networks are float32, and
+the importers compute in float32), else in float64.
+
+Graph metadata (``graph.metadata``, stored in the file): ``format`` (``"whetstone-nir"``),
+``format_version``, ``time_steps`` (1), ``neuron``, ``threshold_convention`` (the rule
+above, in words), ``class_key`` (the ``(C, W)`` key, when the network ends with a decode),
+``input_shape`` and ``whetstone_metadata`` (the network's own metadata as JSON).
+
+Importers that map ``Flatten`` literally to ``torch.nn.Flatten(start_dim=0)`` flatten a
+batch dimension too: run such imported modules on single, batch-free samples.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from ..runtime import (
+    Affine,
+    Conv2d,
+    Decode,
+    Flatten,
+    Primitive,
+    SpikingNetwork,
+    SumPool2d,
+    Threshold,
+)
+
+NeuronForm = Literal["if", "threshold", "lif"]
+NEURON_FORMS: tuple[str, ...] = ("if", "threshold", "lif")
+"""The neuron node forms :func:`to_nir` writes (see the module doc)."""
+
+FORMAT = "whetstone-nir"
+FORMAT_VERSION = 1
+TIME_STEPS = 1
+LIF_TAU = 1e-4
+"""``tau`` of the ``"lif"`` form: snnTorch's importer fixes ``dt = 1e-4``, so ``beta = 0``."""
+
+THRESHOLD_CONVENTION = (
+    "whetstone fires on x >= theta; NIR nodes fire on v > v_threshold, so exported "
+    "v_threshold = nextafter(float32(theta), -inf) in float32 (v > v_threshold <=> "
+    "v >= theta for float32 v); exact theta in node metadata whetstone_theta"
+)
+
+_DECODE_MARK = "Decode"
+
+
+def _require_nir() -> Any:
+    try:
+        import nir
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("NIR export needs the 'nir' package: pip install 'whetstone[nir]'"
+                          ) from exc
+    return nir
+
+
+# ----------------------------------------------------------------------------- shapes
+
+def _conv_out(size: int, pad: int, dilation: int, kernel: int, stride: int) -> int:
+    return (size + pad - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _out_shape(layer: Primitive, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Batch-free output shape of ``layer`` for the batch-free input ``shape``."""
+    if isinstance(layer, (Affine, Decode)):
+        if shape != (layer.weight.shape[1],):
+            raise ValueError(f"{layer.kind} expects input ({layer.weight.shape[1]},), got {shape}")
+        return (int(layer.weight.shape[0]),)
+    if isinstance(layer, Conv2d):
+        if len(shape) != 3 or shape[0] != layer.in_channels:
+            raise ValueError(f"Conv2d expects input ({layer.in_channels}, H, W), got {shape}")
+        kh, kw = layer.weight.shape[2:]
+        t, b, left, r = layer.padding
+        return (int(layer.weight.shape[0]),
+                _conv_out(shape[1], t + b, layer.dilation[0], kh, layer.stride[0]),
+                _conv_out(shape[2], left + r, layer.dilation[1], kw, layer.stride[1]))
+    if isinstance(layer, SumPool2d):
+        if len(shape) != 3:
+            raise ValueError(f"SumPool2d expects input (C, H, W), got {shape}")
+        t, b, left, r = layer.padding
+        return (shape[0], _conv_out(shape[1], t + b, 1, layer.kernel[0], layer.stride[0]),
+                _conv_out(shape[2], left + r, 1, layer.kernel[1], layer.stride[1]))
+    if isinstance(layer, Flatten):
+        return (int(np.prod(shape)),)
+    return shape  # Threshold
+
+
+def _infer_input_shape(net: SpikingNetwork) -> tuple[int, ...]:
+    for layer in net.layers:
+        if isinstance(layer, (Affine, Decode)):
+            return (int(layer.weight.shape[1]),)
+        if not isinstance(layer, (Flatten, Threshold)):
+            break
+    shape = net.metadata.get("input_shape")
+    if shape is not None:
+        return tuple(int(s) for s in shape)
+    raise ValueError("cannot infer the input shape of a network that does not start with an "
+                     "Affine; pass input_shape=(C, H, W)")
+
+
+# ----------------------------------------------------------------------------- arrays
+
+def _compact(arr: np.ndarray) -> np.ndarray:
+    """``arr`` as float32 when that is lossless, else float64 (a writable copy)."""
+    arr = np.asarray(arr)
+    as32 = arr.astype(np.float32)
+    if np.array_equal(as32.astype(arr.dtype), arr):
+        return as32
+    return arr.astype(np.float64)
+
+
+def exported_threshold(theta: np.ndarray | float) -> np.ndarray:
+    """``theta' = nextafter(float32(theta), -inf)``: for float32 ``v``,
+    ``v > theta'`` iff ``v >= float32(theta)`` (ties of whetstone's ``>=`` fire under NIR's
+    ``>``)."""
+    t32 = np.asarray(theta, dtype=np.float32)
+    return np.nextafter(t32, np.float32(-np.inf)).astype(np.float32)
+
+
+def restored_threshold(v_threshold: np.ndarray | float) -> np.ndarray:
+    """Inverse of :func:`exported_threshold`: ``nextafter(float32(theta'), +inf)``."""
+    t32 = np.asarray(v_threshold, dtype=np.float32)
+    return np.nextafter(t32, np.float32(np.inf)).astype(np.float32)
+
+
+def _scalar_if_uniform(arr: np.ndarray) -> np.ndarray:
+    flat = np.asarray(arr).reshape(-1)
+    return flat[:1].reshape(()) if flat.size and np.all(flat == flat[0]) else np.asarray(arr)
+
+
+# ----------------------------------------------------------------------------- export
+
+def _neuron_node(nir: Any, theta: np.ndarray, shape: tuple[int, ...], neuron: str) -> Any:
+    thr = np.ascontiguousarray(np.broadcast_to(exported_threshold(theta), shape))
+    # HDF5 cannot compress 0-d datasets: theta goes flat, its shape as JSON
+    meta = {"whetstone_primitive": "Threshold",
+            "whetstone_theta": np.array(theta, copy=True).reshape(-1),
+            "whetstone_theta_shape": json.dumps(list(np.shape(theta)))}
+    ones = np.ones(shape, dtype=np.float32)
+    zeros = np.zeros(shape, dtype=np.float32)
+    if neuron == "threshold":
+        return nir.Threshold(threshold=thr, metadata=meta)
+    if neuron == "if":
+        return nir.IF(r=ones, v_threshold=thr, v_reset=zeros, metadata=meta)
+    if neuron == "lif":
+        return nir.LIF(tau=np.full(shape, LIF_TAU, dtype=np.float32), r=ones, v_leak=zeros,
+                       v_threshold=thr, v_reset=zeros, metadata=meta)
+    raise ValueError(f"neuron must be one of {NEURON_FORMS}, got {neuron!r}")
+
+
+def _symmetric(padding: tuple[int, int, int, int], where: str) -> np.ndarray:
+    top, bottom, left, right = padding
+    if top != bottom or left != right:
+        raise ValueError(f"{where}: padding {padding} (top, bottom, left, right) is asymmetric; "
+                         "NIR 1.0 pads both sides of a dimension equally")
+    return np.array([top, left], dtype=np.int64)
+
+
+def _ungroup(conv: Conv2d) -> np.ndarray:
+    """The grouped weight ``(Cout, Cin / G, kh, kw)`` as the equivalent dense weight
+    ``(Cout, Cin, kh, kw)``, zero outside the diagonal blocks:
+    ``W'[o, g(o) Cin / G + c] = W[o, c]``.
+
+    nir 1.0.x derives a Conv2d's input channels from ``weight.shape[1]``, ignoring
+    ``groups``, so a grouped node fails NIR's own type check on write and on read.
+    """
+    g = conv.groups
+    if g == 1:
+        return conv.weight
+    cout, cg, kh, kw = conv.weight.shape
+    og = cout // g
+    dense = np.zeros((cout, cg * g, kh, kw), dtype=conv.weight.dtype)
+    for i in range(g):
+        dense[i * og:(i + 1) * og, i * cg:(i + 1) * cg] = conv.weight[i * og:(i + 1) * og]
+    return dense
+
+
+def _regroup(weight: np.ndarray, groups: int) -> np.ndarray:
+    """Inverse of :func:`_ungroup` (checks the off-block weights are zero)."""
+    if groups == 1:
+        return weight
+    cout, cin = weight.shape[:2]
+    if cout % groups or cin % groups:
+        raise ValueError(f"{cout} x {cin} channels not divisible into {groups} groups")
+    og, cg = cout // groups, cin // groups
+    blocks = [weight[i * og:(i + 1) * og, i * cg:(i + 1) * cg] for i in range(groups)]
+    if np.count_nonzero(weight) != sum(np.count_nonzero(b) for b in blocks):
+        raise ValueError(f"weight is not block diagonal for {groups} groups")
+    return np.concatenate(blocks, axis=0)
+
+
+def to_graph(net: SpikingNetwork, neuron: NeuronForm = "if",
+             input_shape: Sequence[int] | None = None) -> Any:
+    """Build the ``nir.NIRGraph`` of ``net`` (see the module doc for the mapping).
+
+    Args:
+        net: the spiking network.
+        neuron: ``"if"``, ``"threshold"`` or ``"lif"``.
+        input_shape: batch-free input shape; inferred for networks that start with an
+            ``Affine`` (possibly after a ``Flatten``: then ``(in,)``), else required.
+
+    Returns:
+        The graph, nodes ``"input"``, ``"{i}_{kind}"`` per primitive, ``"output"``.
+
+    Raises:
+        ValueError: unknown ``neuron``, asymmetric padding, shapes that do not chain.
+    """
+    nir = _require_nir()
+    if neuron not in NEURON_FORMS:
+        raise ValueError(f"neuron must be one of {NEURON_FORMS}, got {neuron!r}")
+    shape = tuple(int(s) for s in input_shape) if input_shape is not None \
+        else _infer_input_shape(net)
+    first = shape
+    nodes: dict[str, Any] = {"input": nir.Input(input_type={"input": np.array(shape)})}
+    order = ["input"]
+    key: np.ndarray | None = None
+
+    def add(name: str, node: Any) -> None:
+        nodes[name] = node
+        order.append(name)
+
+    for i, layer in enumerate(net.layers):
+        where = f"layer {i} ({layer.kind})"
+        try:
+            out = _out_shape(layer, shape)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from exc
+        name = f"{i}_{layer.kind.lower()}"
+        if isinstance(layer, Affine):
+            add(name, nir.Affine(weight=_compact(layer.weight), bias=_compact(layer.bias)))
+        elif isinstance(layer, Decode):
+            key = np.array(layer.key, copy=True)
+            add(name, nir.Affine(weight=_compact(layer.weight), bias=_compact(layer.bias),
+                                 metadata={"whetstone_primitive": _DECODE_MARK}))
+        elif isinstance(layer, Conv2d):
+            add(name, nir.Conv2d(
+                input_shape=(shape[1], shape[2]), weight=_compact(_ungroup(layer)),
+                stride=np.array(layer.stride, dtype=np.int64),
+                padding=_symmetric(layer.padding, where),
+                dilation=np.array(layer.dilation, dtype=np.int64),
+                groups=1, bias=_compact(layer.bias),
+                metadata={"whetstone_groups": int(layer.groups)} if layer.groups > 1 else {}))
+        elif isinstance(layer, SumPool2d):
+            kernel = np.array(layer.kernel, dtype=np.int64)
+            stride = np.array(layer.stride, dtype=np.int64)
+            padding = _symmetric(layer.padding, where)
+            if layer.scale == 1.0 / (layer.kernel[0] * layer.kernel[1]) and layer.scale != 1.0:
+                add(name, nir.AvgPool2d(kernel_size=kernel, stride=stride, padding=padding))
+            else:
+                add(name, nir.SumPool2d(kernel_size=kernel, stride=stride, padding=padding))
+                if layer.scale != 1.0:
+                    add(f"{name}_scale", nir.Scale(
+                        scale=np.full(out, layer.scale, dtype=np.float64)))
+        elif isinstance(layer, Flatten):
+            add(name, nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0,
+                                  end_dim=-1))
+        elif isinstance(layer, Threshold):
+            add(f"{i}_{neuron}", _neuron_node(nir, layer.theta, shape, neuron))
+        else:  # pragma: no cover - SpikingNetwork admits only known primitives
+            raise TypeError(f"{where}: unknown primitive")
+        shape = out
+    add("output", nir.Output(output_type={"output": np.array(shape)}))
+    metadata: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "time_steps": TIME_STEPS,
+        "neuron": neuron,
+        "threshold_convention": THRESHOLD_CONVENTION,
+        "input_shape": np.array(first, dtype=np.int64),
+        "whetstone_metadata": json.dumps(net.metadata, sort_keys=True),
+    }
+    if key is not None:
+        metadata["class_key"] = key
+    edges = list(zip(order[:-1], order[1:], strict=True))
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
+
+
+def to_nir(net: SpikingNetwork, path: str | os.PathLike[str], neuron: NeuronForm = "if",
+           input_shape: Sequence[int] | None = None) -> Any:
+    """Write ``net`` as a NIR graph (HDF5, ``nir.write``) to ``path``; returns the graph.
+
+    One time step from ``v = 0``: every neuron node computes ``z = 1[x > theta']`` with
+    ``theta' = nextafter(float32(theta), -inf)``, which equals whetstone's ``1[x >= theta]``
+    for float32 ``x`` (see the module doc). ``neuron`` picks the node: ``"if"`` (portable,
+    Norse), ``"threshold"`` (``nir.Threshold``) or ``"lif"`` (snnTorch).
+    """
+    nir = _require_nir()
+    graph = to_graph(net, neuron=neuron, input_shape=input_shape)
+    nir.write(os.fspath(path), graph)
+    return graph
+
+
+# ----------------------------------------------------------------------------- import
+
+def _chain(graph: Any) -> list[str]:
+    """Node names from the input to the output of a linear chain graph."""
+    succ: dict[str, str] = {}
+    for a, b in graph.edges:
+        if a in succ:
+            raise ValueError(f"node {a!r} has several successors; only chains are supported")
+        succ[a] = b
+    inputs = [k for k, n in graph.nodes.items() if type(n).__name__ == "Input"]
+    if len(inputs) != 1:
+        raise ValueError(f"expected one Input node, found {len(inputs)}")
+    order = [inputs[0]]
+    while order[-1] in succ:
+        order.append(succ[order[-1]])
+        if len(order) > len(graph.nodes):
+            raise ValueError("the graph has a cycle")
+    if len(order) != len(graph.nodes):
+        raise ValueError("the graph is not a single chain from its Input to its Output")
+    return order
+
+
+def _ints(value: Any, n: int) -> tuple[int, ...]:
+    arr = np.asarray(value).reshape(-1)
+    if arr.size == 1:
+        arr = np.repeat(arr, n)
+    return tuple(int(v) for v in arr)
+
+
+def _meta(node: Any) -> dict[str, Any]:
+    meta = getattr(node, "metadata", None)
+    return meta if isinstance(meta, dict) else {}
+
+
+def _theta(node: Any, v_threshold: np.ndarray, ours: bool) -> np.ndarray:
+    thr = np.asarray(v_threshold)
+    meta = _meta(node)
+    exact = meta.get("whetstone_theta")
+    if exact is not None and "whetstone_theta_shape" in meta:
+        exact = np.asarray(exact).reshape(json.loads(str(meta["whetstone_theta_shape"])))
+        if np.array_equal(np.broadcast_to(exported_threshold(exact), thr.shape),
+                          thr.astype(np.float32)):
+            return exact
+    if ours:
+        return _scalar_if_uniform(restored_threshold(thr))
+    # a foreign graph: NIR's v > v_threshold, exactly, in float64
+    return _scalar_if_uniform(np.nextafter(thr.astype(np.float64), np.inf))
+
+
+def _neuron(node: Any, kind: str, ours: bool) -> Threshold:
+    if kind == "Threshold":
+        return Threshold(_theta(node, node.threshold, ours))
+    if not np.all(np.asarray(node.r) == 1):
+        raise ValueError(f"{kind} with r != 1 is not supported (one step needs v = x)")
+    if kind == "LIF" and not np.all(np.asarray(node.v_leak) == 0):
+        raise ValueError("LIF with v_leak != 0 is not supported")
+    return Threshold(_theta(node, node.v_threshold, ours))
+
+
+def from_graph(graph: Any) -> SpikingNetwork:
+    """A :class:`SpikingNetwork` from a chain ``nir.NIRGraph`` (the inverse of
+    :func:`to_graph`; every neuron node is read for one step from ``v = 0``)."""
+    gmeta = graph.metadata if isinstance(graph.metadata, dict) else {}
+    ours = gmeta.get("format") == FORMAT
+    layers: list[Primitive] = []
+    for name in _chain(graph):
+        node = graph.nodes[name]
+        kind = type(node).__name__
+        where = f"node {name!r} ({kind})"
+        try:
+            if kind in ("Input", "Output"):
+                continue
+            if kind == "Affine":
+                weight, bias = np.asarray(node.weight), np.asarray(node.bias)
+                if _meta(node).get("whetstone_primitive") == _DECODE_MARK:
+                    key = (weight + 2.0) / 4.0
+                    decode = Decode(key)
+                    if not (np.array_equal(decode.weight, weight)
+                            and np.array_equal(decode.bias, bias)):
+                        raise ValueError("marked as a decode but not of the form 4K - 2, "
+                                         "-(2K - 1).sum(1)")
+                    layers.append(decode)
+                else:
+                    layers.append(Affine(weight, bias))
+            elif kind == "Linear":
+                weight = np.asarray(node.weight)
+                layers.append(Affine(weight, np.zeros(weight.shape[0], dtype=weight.dtype)))
+            elif kind == "Conv2d":
+                if isinstance(node.padding, str):
+                    raise ValueError(f"string padding {node.padding!r} is not supported")
+                ph, pw = _ints(node.padding, 2)
+                groups = int(node.groups)
+                weight = np.asarray(node.weight)
+                regroup = int(_meta(node).get("whetstone_groups", 1))
+                if groups == 1 and regroup > 1:
+                    weight, groups = _regroup(weight, regroup), regroup
+                layers.append(Conv2d(weight, np.asarray(node.bias),
+                                     stride=_ints(node.stride, 2), padding=(ph, ph, pw, pw),
+                                     dilation=_ints(node.dilation, 2), groups=groups))
+            elif kind in ("SumPool2d", "AvgPool2d"):
+                kernel = _ints(node.kernel_size, 2)
+                ph, pw = _ints(node.padding, 2)
+                scale = 1.0 if kind == "SumPool2d" else 1.0 / (kernel[0] * kernel[1])
+                layers.append(SumPool2d(kernel, _ints(node.stride, 2), (ph, ph, pw, pw), scale))
+            elif kind == "Scale":
+                prev = layers[-1] if layers else None
+                scale = np.unique(np.asarray(node.scale))
+                if not isinstance(prev, SumPool2d) or prev.scale != 1.0 or scale.size != 1:
+                    raise ValueError("only a uniform Scale directly after a SumPool2d is "
+                                     "supported")
+                layers[-1] = SumPool2d(prev.kernel, prev.stride, prev.padding, float(scale[0]))
+            elif kind == "Flatten":
+                in_shape = node.input_type.get("input")
+                ndim = None if in_shape is None else len(np.asarray(in_shape))
+                start, end = int(node.start_dim), int(node.end_dim)
+                if start != 0 or end not in (-1, (ndim or 0) - 1):
+                    raise ValueError(f"only Flatten(start_dim=0, end_dim=-1) on batch-free "
+                                     f"shapes is supported, got ({start}, {end})")
+                layers.append(Flatten())
+            elif kind in ("Threshold", "IF", "LIF"):
+                layers.append(_neuron(node, kind, ours))
+            else:
+                raise ValueError("node type not supported")
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{where}: {exc}") from exc
+    metadata: dict[str, Any] = {}
+    if ours and "whetstone_metadata" in gmeta:
+        metadata = json.loads(str(gmeta["whetstone_metadata"]))
+    else:
+        metadata = {"source": "whetstone.export.from_nir", "threshold_convention": ">="}
+    return SpikingNetwork(layers, metadata)
+
+
+def from_nir(path: str | os.PathLike[str]) -> SpikingNetwork:
+    """Read a NIR file (``nir.read``) into a :class:`SpikingNetwork` (see :func:`from_graph`).
+
+    Files written by :func:`to_nir` round-trip exactly: same primitives, same thresholds
+    (``theta`` from the node metadata, else ``nextafter(float32(theta'), +inf)``), hence
+    identical spikes and predictions.
+    """
+    nir = _require_nir()
+    return from_graph(nir.read(os.fspath(path)))

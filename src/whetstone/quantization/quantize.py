@@ -1,0 +1,228 @@
+"""Post-training weight quantization of a spiking network to integer arithmetic.
+
+Scheme (symmetric, uniform, one scale per layer). For a weighted layer (``Affine`` or
+``Conv2d``) with weights ``W``, bias ``b`` and the ``Threshold`` ``theta`` after it, at
+``bits`` bits (``Q = 2^(bits-1) - 1`` positive levels):
+
+- ``s = max|W| / Q`` (``s = 1`` when ``W = 0``), ``W_q = round(W / s)``, integers in
+  ``[-Q, Q]`` (at most ``Q`` distinct magnitudes besides 0). The real-valued layer this
+  stands for (the *dequantized* network, :func:`fake_quantize`) is ``s W_q x + b``.
+- The neuron fires when ``s W_q x + b >= theta``, i.e. ``W_q x >= (theta - b) / s``. The
+  bias is folded into the threshold and the layer keeps only integers:
+
+  ``W' = W_q``, ``b' = 0``, ``theta' = ceil((theta - b) / s)``  (one integer per neuron)
+
+  For **integer inputs** (spikes: every layer after a ``Threshold``) ``W_q x`` is an
+  integer, so ``W_q x >= theta'`` is exact integer arithmetic and fires exactly when the
+  dequantized neuron does. (``theta'`` is the smallest integer ``k`` with
+  ``s k + b >= theta`` evaluated in float64, so a quotient that rounds across an integer
+  cannot make it off by one.)
+- For **real inputs** (the first layer on images) ``W_q x`` is not an integer; the same
+  scheme is kept with the threshold **rounded to the nearest integer**,
+  ``theta' = floor((theta - b) / s + 1/2)``, so the comparison ``W_q x >= theta'`` uses
+  integer weights and thresholds but may differ from the dequantized neuron when
+  ``W_q x`` lies within half a weight unit of ``(theta - b) / s``.
+
+Other primitives:
+
+- ``SumPool2d`` over integers followed by a ``Threshold`` (the OR pool of spikes:
+  ``scale = 1``, ``theta = 0.5``): becomes ``SumPool2d(scale=1)`` and the integer threshold
+  ``theta' = min{k : scale * k >= theta}`` (exact; ``1`` for OR).
+- A ``Threshold`` over integers on its own: ``theta' = ceil(theta)`` (exact). A
+  ``Threshold`` over real values not produced by a weighted layer (e.g. one that encodes
+  the input as spikes) is kept as is.
+- ``Decode`` is kept as is (its weights ``4K - 2`` and bias are already integers);
+  ``Flatten`` too.
+- A weighted layer **not** directly followed by a ``Threshold`` (e.g. before an average
+  pool) cannot fold its bias into a threshold: it is replaced by its dequantized form
+  ``(s W_q, b)`` (real weights on the ``2^bits - 1`` level grid) and reported as such.
+
+The quantized network has the same primitives in the same order (``metadata["origin"]``
+stays valid); ``metadata["quantization"]`` records the bits, each layer's scale and mode.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from ..runtime import (
+    Affine,
+    Conv2d,
+    Decode,
+    Flatten,
+    SpikingNetwork,
+    SumPool2d,
+    Threshold,
+    predict,
+)
+from ..runtime.primitives import Primitive
+
+MIN_BITS = 2
+MAX_BITS = 32
+
+
+def levels(bits: int) -> int:
+    """``Q = 2^(bits-1) - 1``: the largest integer weight magnitude at ``bits`` bits."""
+    _check_bits(bits)
+    return 2 ** (bits - 1) - 1
+
+
+def _check_bits(bits: int) -> None:
+    if int(bits) != bits or not MIN_BITS <= bits <= MAX_BITS:
+        raise ValueError(f"bits must be an integer in [{MIN_BITS}, {MAX_BITS}], got {bits!r}")
+
+
+def quantize_weights(weight: np.ndarray, bits: int) -> tuple[np.ndarray, float]:
+    """Symmetric uniform quantization: ``(W_q, s)`` with ``s = max|W| / Q``,
+    ``W_q = round(W / s)`` (float64 integers in ``[-Q, Q]``), ``Q = 2^(bits-1) - 1``;
+    ``s = 1`` and ``W_q = 0`` when ``W`` is all zeros. ``W ~ s W_q``, ``|W - s W_q| <= s/2``.
+    """
+    q = levels(bits)
+    w = np.asarray(weight, dtype=np.float64)
+    peak = float(np.abs(w).max()) if w.size else 0.0
+    scale = peak / q if peak > 0 else 1.0
+    w_q = np.clip(np.rint(w / scale), -q, q)
+    return w_q, scale
+
+
+def _smallest_integer(t: np.ndarray, scale: float, bias: np.ndarray,
+                      theta: np.ndarray) -> np.ndarray:
+    """Smallest integer ``k`` with ``scale * k + bias >= theta`` (float64, elementwise),
+    starting from ``ceil(t)``, ``t = (theta - bias) / scale``."""
+    k = np.ceil(t)
+    k = np.where(scale * (k - 1) + bias >= theta, k - 1, k)
+    return np.where(scale * k + bias < theta, k + 1, k)
+
+
+def _bias_shape(layer: Affine | Conv2d) -> tuple[int, ...]:
+    return (-1,) if isinstance(layer, Affine) else (-1, 1, 1)
+
+
+def _with_weights(layer: Affine | Conv2d, weight: np.ndarray, bias: np.ndarray
+                  ) -> Affine | Conv2d:
+    if isinstance(layer, Affine):
+        return Affine(weight, bias)
+    return Conv2d(weight, bias, stride=layer.stride, padding=layer.padding,
+                  dilation=layer.dilation, groups=layer.groups)
+
+
+def quantize(net: SpikingNetwork, bits: int, integer_inputs: bool = False) -> SpikingNetwork:
+    """Quantize ``net``'s weights to ``bits`` bits with integer weights and thresholds.
+
+    See the module doc for the scheme. ``integer_inputs``: declare the network's own input
+    integer-valued (bool spikes, raw pixel counts) so the first layer is exact too; by
+    default it is real-valued and its thresholds are rounded.
+
+    Returns:
+        A new :class:`SpikingNetwork`, same primitives in the same order.
+
+    Raises:
+        ValueError: ``bits`` outside ``[2, 32]``.
+    """
+    _check_bits(bits)
+    layers: list[Primitive] = list(net.layers)
+    report: list[dict[str, Any]] = []
+    integer = bool(integer_inputs)
+    i = 0
+    while i < len(layers):
+        layer = layers[i]
+        nxt = layers[i + 1] if i + 1 < len(layers) else None
+        if isinstance(layer, (Affine, Conv2d)):
+            w_q, scale = quantize_weights(layer.weight, bits)
+            entry = {"index": i, "kind": layer.kind, "scale": scale,
+                     "max_abs_weight": float(np.abs(layer.weight).max(initial=0.0))}
+            if isinstance(nxt, Threshold):
+                bias = np.asarray(layer.bias, np.float64).reshape(_bias_shape(layer))
+                theta = np.asarray(nxt.theta, np.float64)
+                t = (theta - bias) / scale
+                if integer:
+                    theta_q = _smallest_integer(t, scale, bias, theta)
+                    entry["mode"] = "integer (exact)"
+                else:
+                    theta_q = np.floor(t + 0.5)
+                    entry["mode"] = "integer (threshold rounded: real inputs)"
+                layers[i] = _with_weights(layer, w_q, np.zeros(layer.bias.shape))
+                layers[i + 1] = Threshold(theta_q)
+                entry["threshold_range"] = [float(theta_q.min()), float(theta_q.max())]
+                i += 2
+                integer = True
+            else:
+                layers[i] = _with_weights(layer, w_q * scale, np.asarray(layer.bias))
+                entry["mode"] = "dequantized (no Threshold after it)"
+                i += 1
+                integer = False
+            report.append(entry)
+            continue
+        if isinstance(layer, SumPool2d):
+            if integer and isinstance(nxt, Threshold):
+                theta = np.asarray(nxt.theta, np.float64)
+                zero = np.zeros_like(theta)
+                layers[i] = SumPool2d(layer.kernel, layer.stride, layer.padding, 1.0)
+                layers[i + 1] = Threshold(
+                    _smallest_integer(theta / layer.scale, layer.scale, zero, theta))
+                report.append({"index": i, "kind": layer.kind, "mode": "integer (exact)"})
+                i += 2
+                continue
+            integer = integer and layer.scale == 1.0
+        elif isinstance(layer, Threshold):
+            if integer:
+                layers[i] = Threshold(np.ceil(np.asarray(layer.theta, np.float64)))
+            integer = True
+        elif not isinstance(layer, (Decode, Flatten)):  # pragma: no cover - closed set
+            raise TypeError(f"unknown primitive {type(layer).__name__}")
+        # Flatten and Decode ((4K - 2) a - sum(2K - 1)) keep integers integer
+        i += 1
+    metadata = copy.deepcopy(net.metadata)
+    metadata["quantization"] = {
+        "bits": int(bits),
+        "levels": levels(bits),
+        "scheme": "symmetric uniform, per layer; bias folded into integer thresholds",
+        "integer_inputs": bool(integer_inputs),
+        "layers": report,
+    }
+    return SpikingNetwork(layers, metadata)
+
+
+def fake_quantize(net: SpikingNetwork, bits: int) -> SpikingNetwork:
+    """The dequantized reference of :func:`quantize`: every ``Affine`` / ``Conv2d`` gets
+    ``s W_q`` (weights snapped to the ``bits``-bit grid), biases and thresholds unchanged.
+    On integer inputs :func:`quantize` computes exactly this network in integers."""
+    layers: list[Primitive] = []
+    for layer in net.layers:
+        if isinstance(layer, (Affine, Conv2d)):
+            w_q, scale = quantize_weights(layer.weight, bits)
+            layer = _with_weights(layer, w_q * scale, np.asarray(layer.bias))
+        layers.append(layer)
+    metadata = copy.deepcopy(net.metadata)
+    metadata["fake_quantization"] = {"bits": int(bits)}
+    return SpikingNetwork(layers, metadata)
+
+
+def quantization_sweep(net: SpikingNetwork, x: np.ndarray, y: np.ndarray,
+                       bits: Iterable[int] = range(2, 17), integer_inputs: bool = False,
+                       batch_size: int = 1024) -> list[dict[str, Any]]:
+    """Accuracy against bit width: one row per ``bits``, JSON-serialisable::
+
+        {"bits", "levels": 2^(bits-1) - 1, "accuracy", "agreement", "reference_accuracy"}
+
+    ``accuracy = mean(pred_q == y)``; ``agreement = mean(pred_q == pred)``, the fraction of
+    samples whose predicted class equals the unquantized network's; ``reference_accuracy``
+    is the unquantized ``mean(pred == y)``. ``x`` ``(N, ...)``, ``y`` ``(N,)`` class indices.
+    """
+    y = np.asarray(y)
+    if len(x) != len(y):
+        raise ValueError(f"x and y differ in length: {len(x)} != {len(y)}")
+    reference = predict(net, x, batch_size=batch_size)
+    ref_acc = float((reference == y).mean())
+    rows = []
+    for b in bits:
+        pred = predict(quantize(net, b, integer_inputs), x, batch_size=batch_size)
+        rows.append({"bits": int(b), "levels": levels(b),
+                     "accuracy": float((pred == y).mean()),
+                     "agreement": float((pred == reference).mean()),
+                     "reference_accuracy": ref_acc})
+    return rows
