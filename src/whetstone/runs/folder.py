@@ -103,7 +103,8 @@ def train_run(
     test_loader = ArrayLoader(test.x, test.y, 1000)
 
     history = fit(
-        model, train_loader, config.total_epochs, optimizer, sharpener=sharpener, val_loader=test_loader,
+        model, train_loader, config.total_epochs, optimizer, sharpener=sharpener,
+        val_loader=test_loader,
         run_dir=out, device=device, progress=progress, val_every=config.val_every,
         channels_last=any(isinstance(m, nn.Conv2d) for m in model.modules()),
         scheduler=build_lr_scheduler(config, optimizer),
