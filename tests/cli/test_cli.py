@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from whetstone.cli.main import main
@@ -47,3 +48,41 @@ def test_errors_exit_with_a_message(tmp_path, capsys):
     assert "config.json" in capsys.readouterr().err
     assert main(["train", "--preset", "nope", "--out", str(tmp_path)]) == 2
     assert "unknown preset" in capsys.readouterr().err
+
+
+def test_spiking_commands_on_a_trained_run(tmp_path, capsys, mnist_ready):
+    out = tmp_path / "run"
+    toml = tmp_path / "quick.toml"
+    toml.write_text('finetune_epochs = 0\naugment = "none"\n'
+                    '[schedule]\nname = "simple"\nstart_epoch = 0\nsteps = 1\n')
+    assert main(["train", "--preset", "mnist-dense", "--config", str(toml), "--epochs", "3",
+                 "--train-limit", "2000", "--test-limit", "300", "--out", str(out),
+                 "--no-progress", "--no-plot", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+
+    assert main(["convert", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["layers"][-1] == "Decode"
+    assert (out / "spiking.npz").is_file()
+
+    assert main(["simulate", str(out), "--limit", "300", "--json"]) == 0
+    sim = json.loads(capsys.readouterr().out)
+    assert sim["accuracy"] == pytest.approx(summary["test_accuracy_binary"])
+
+    assert main(["stats", str(out), "--limit", "300", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert 0.0 < stats["total"]["density_mean"] < 1.0
+    assert (out / "stats.png").is_file() and (out / "stats.json").is_file()
+
+    assert main(["quantize", str(out), "--bits", "16", "--limit", "300", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert rows[0]["agreement"] >= 0.99
+
+    pytest.importorskip("nir", reason="the nir extra is not installed")
+    assert main(["export", str(out), "--nir", str(tmp_path / "m.nir"), "--json"]) == 0
+    capsys.readouterr()
+    from whetstone.export import from_nir
+    from whetstone.runtime import SpikingNetwork, predict
+
+    x = np.random.default_rng(0).random((50, 1, 28, 28))
+    ours = SpikingNetwork.load(out / "spiking.npz")
+    assert (predict(from_nir(tmp_path / "m.nir"), x) == predict(ours, x)).all()

@@ -3,6 +3,11 @@
     whetstone train --preset mnist-dense --seed 0 --out runs/mnist-dense
     whetstone train --preset mnist-cnn --schedule adaptive --out runs/cnn
     whetstone evaluate runs/mnist-dense
+    whetstone convert runs/mnist-dense          # threshold neurons, RUN/spiking.npz
+    whetstone simulate runs/mnist-dense         # run them (numpy) on the test set
+    whetstone stats runs/mnist-dense            # density, Gini, SynOps, energy estimates
+    whetstone quantize runs/mnist-dense --bits 4 8
+    whetstone export runs/mnist-dense --nir model.nir
     whetstone presets
     whetstone fetch mnist
 """
@@ -14,6 +19,8 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from . import spiking
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -57,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-spiking", action="store_true",
                    help="skip converting to threshold neurons and running the numpy runtime")
     _add_common(e)
+
+    spiking.add_parsers(sub, _add_common)
 
     sub.add_parser("presets", help="list the presets and their settings")
 
@@ -168,14 +177,14 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "presets": cmd_presets,
-            "fetch": cmd_fetch}
+            "fetch": cmd_fetch, **spiking.COMMANDS}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, ImportError) as exc:
         print(f"whetstone {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

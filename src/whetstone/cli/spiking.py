@@ -1,0 +1,164 @@
+"""Subcommands on the spiking network of a run: convert, simulate, stats, quantize, export.
+
+Each reads a run folder (``whetstone train`` wrote it). The converted network is kept as
+``RUN/spiking.npz`` (no pickle, checksummed); commands convert on first use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+SPIKING_FILE = "spiking.npz"
+
+
+def add_parsers(sub: Any, add_common: Any) -> None:
+    """Register the subcommands on ``sub`` (an argparse subparsers object)."""
+    c = sub.add_parser("convert", help="convert a fully sharpened run to threshold neurons")
+    c.add_argument("run")
+    c.add_argument("--out", help=f"network file (default RUN/{SPIKING_FILE})")
+    c.add_argument("--force", action="store_true",
+                   help="convert even if some layer is below sharpness 1 (steps replace them)")
+    add_common(c)
+
+    s = sub.add_parser("simulate", help="run the spiking network (numpy) on a dataset")
+    s.add_argument("run")
+    s.add_argument("--dataset", help="dataset (default: the run's)")
+    s.add_argument("--split", default="test", choices=["train", "test"])
+    s.add_argument("--limit", type=int)
+    add_common(s)
+
+    st = sub.add_parser("stats", help="spike density, Gini, synaptic operations, energy")
+    st.add_argument("run")
+    st.add_argument("--limit", type=int, help="samples of the test split (default all)")
+    st.add_argument("--plot", help="figure path (default RUN/stats.png)")
+    add_common(st)
+
+    q = sub.add_parser("quantize", help="accuracy with weights and thresholds at K bits")
+    q.add_argument("run")
+    q.add_argument("--bits", type=int, nargs="+", required=True, help="one or more K")
+    q.add_argument("--limit", type=int)
+    q.add_argument("--out", help="save the quantized network (one K only)")
+    add_common(q)
+
+    e = sub.add_parser("export", help="write the spiking network as a NIR graph")
+    e.add_argument("run")
+    e.add_argument("--nir", required=True, help="output .nir file")
+    e.add_argument("--neuron", default="if", choices=["if", "threshold", "lif"],
+                   help="if: IF neurons run one step (portable, Norse); threshold: exact "
+                        "Threshold nodes; lif: LIF with tau = dt (snnTorch)")
+    add_common(e)
+
+
+def _network(run_dir: str, force: bool = False) -> Any:
+    from ..runtime import SpikingNetwork
+
+    path = Path(run_dir) / SPIKING_FILE
+    if path.is_file() and not force:
+        return SpikingNetwork.load(path)
+    return _convert(run_dir, path, force)
+
+
+def _convert(run_dir: str, path: Path, force: bool) -> Any:
+    from ..conversion import to_spiking
+    from ..runs import load_run
+
+    run = load_run(run_dir)
+    net = to_spiking(run.model, force=force)
+    net.save(path)
+    return net
+
+
+def _data(run_dir: str, dataset: str | None, split: str, limit: int | None,
+          data_dir: str | None) -> tuple[Any, Any, str]:
+    from ..presets import TrainConfig
+    from ..runs import load_split
+
+    name = dataset or TrainConfig.load(Path(run_dir) / "config.json").dataset
+    data = load_split(name, split, data_dir, limit)
+    return data.x.numpy(), data.y.numpy(), name
+
+
+def _emit(result: dict[str, Any], as_json: bool, lines: list[str]) -> int:
+    print(json.dumps(result, indent=2) if as_json else "\n".join(lines))
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    out = Path(args.out) if args.out else Path(args.run) / SPIKING_FILE
+    net = _convert(args.run, out, args.force)
+    kinds = [type(layer).__name__ for layer in net.layers]
+    return _emit({"network": str(out), "layers": kinds}, args.json,
+                 [f"wrote {out}: {' -> '.join(kinds)}"])
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from ..runtime import predict
+
+    net = _network(args.run)
+    x, y, name = _data(args.run, args.dataset, args.split, args.limit, args.data_dir)
+    t0 = time.perf_counter()
+    pred = predict(net, x)
+    seconds = time.perf_counter() - t0
+    result = {"run": args.run, "dataset": name, "split": args.split, "samples": len(y),
+              "accuracy": float((pred == y).mean()), "seconds": seconds,
+              "samples_per_second": len(y) / seconds}
+    return _emit(result, args.json, [
+        f"spiking network (threshold neurons, one time step) on {name} {args.split}: "
+        f"{100 * result['accuracy']:.2f} % of {len(y)} samples "
+        f"({result['samples_per_second']:.0f} samples/s, numpy)"])
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from ..metrics import network_stats, plot_stats
+    from ..runs.io import atomic_write_text
+
+    net = _network(args.run)
+    x, y, name = _data(args.run, None, "test", args.limit, args.data_dir)
+    stats = network_stats(net, x, y)
+    atomic_write_text(Path(args.run) / "stats.json", json.dumps(stats, indent=2) + "\n")
+    plot = Path(args.plot) if args.plot else Path(args.run) / "stats.png"
+    plot_stats(stats, plot, title=f"{args.run} ({name} test, {len(y)} samples)")
+    if args.json:
+        return _emit(stats, True, [])
+    total = stats["total"]
+    lines = [f"{name} test, {len(y)} samples; per sample, averaged (plot: {plot})"]
+    for key, value in total.items():
+        if isinstance(value, int | float):
+            lines.append(f"  {key}: {value:.6g}")
+    return _emit(stats, False, lines)
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from ..quantization import quantization_sweep, quantize
+
+    net = _network(args.run)
+    x, y, _name = _data(args.run, None, "test", args.limit, args.data_dir)
+    rows = quantization_sweep(net, x, y, bits=args.bits)
+    if args.out:
+        if len(args.bits) != 1:
+            raise ValueError("--out needs exactly one --bits value")
+        quantize(net, args.bits[0]).save(args.out)
+    lines = [f"unquantized: {100 * rows[0]['reference_accuracy']:.2f} %"]
+    lines += [f"{r['bits']:2d} bits: {100 * r['accuracy']:.2f} % "
+              f"(same class as unquantized for {100 * r['agreement']:.2f} %)" for r in rows]
+    return _emit({"run": args.run, "rows": rows}, args.json, lines)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..export import to_nir
+    from ..presets import TrainConfig
+    from ..presets.build import DATASET_SHAPES
+
+    net = _network(args.run)
+    config = TrainConfig.load(Path(args.run) / "config.json")
+    to_nir(net, args.nir, neuron=args.neuron, input_shape=DATASET_SHAPES[config.dataset])
+    return _emit({"nir": args.nir, "neuron": args.neuron}, args.json,
+                 [f"wrote {args.nir} (NIR, {args.neuron} neurons, one time step)"])
+
+
+COMMANDS = {"convert": cmd_convert, "simulate": cmd_simulate, "stats": cmd_stats,
+            "quantize": cmd_quantize, "export": cmd_export}
