@@ -1,0 +1,140 @@
+"""The spiking network of a trained run: exact equality, runtime speed, cost, weight precision.
+
+For a run folder (``whetstone train`` or ``benchmarks.accuracy`` wrote it):
+
+1. Equality: the converted network (numpy runtime) against the sharpened torch model,
+   predicted class for every sample of the full test set.
+2. Throughput at batch 1 and batch 256: the numpy runtime against the same torch model in
+   float32 inference (``torch.no_grad``), interleaved repetitions, median ratio; with the
+   synaptic events per second the runtime achieved.
+3. Cost: spike density, Gini, synaptic operations, energy estimates (``whetstone.metrics``).
+4. Weight precision: accuracy against bits, 2..16 (``whetstone.quantization``).
+
+    python -m benchmarks.spiking runs/bench/mnist-dense-sharpened-seed0 --label mnist-dense
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from whetstone.conversion import to_spiking
+from whetstone.metrics import network_stats, plot_stats
+from whetstone.quantization import quantization_sweep
+from whetstone.runs import load_run, load_split
+from whetstone.runtime import predict
+
+from .common import RESULTS, environment, write_json
+
+
+def _torch_predict(model: torch.nn.Module, x: torch.Tensor, batch: int) -> np.ndarray:
+    with torch.no_grad():
+        return torch.cat([model(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)]
+                         ).numpy()
+
+
+def throughput(model: torch.nn.Module, net: Any, x: torch.Tensor, batch: int, reps: int,
+               samples: int) -> dict[str, Any]:
+    """Samples per second of both, interleaved ``reps`` times, on ``samples`` inputs."""
+    xs = x[:samples]
+    xn = xs.numpy()
+    ours, theirs = [], []
+    _torch_predict(model, xs[:batch], batch)
+    predict(net, xn[:batch], batch_size=batch)
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        _torch_predict(model, xs, batch)
+        theirs.append(len(xs) / (time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        predict(net, xn, batch_size=batch)
+        ours.append(len(xs) / (time.perf_counter() - t0))
+    ratios = [a / b for a, b in zip(ours, theirs, strict=True)]
+    return {"batch": batch, "samples": len(xs), "runtime_samples_per_s": statistics.median(ours),
+            "torch_samples_per_s": statistics.median(theirs),
+            "ratios": ratios, "median_ratio": statistics.median(ratios)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("run", type=Path)
+    p.add_argument("--label", required=True)
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--batch1-samples", type=int, default=500)
+    p.add_argument("--stats-samples", type=int, default=10_000)
+    p.add_argument("--quant-samples", type=int, default=10_000)
+    p.add_argument("--skip", nargs="*", default=[], choices=["speed", "stats", "quant"])
+    args = p.parse_args(argv)
+
+    run = load_run(args.run)
+    model = run.model.eval()
+    net = to_spiking(model)
+    test = load_split(run.config.dataset, "test")
+    x, y = test.x, test.y.numpy()
+    result: dict[str, Any] = {"study": "spiking", "label": args.label, "run": str(args.run),
+                              "dataset": run.config.dataset, "environment": environment()}
+    out = RESULTS / f"spiking-{args.label}.json"
+
+    t0 = time.perf_counter()
+    ours = predict(net, x.numpy())
+    runtime_seconds = time.perf_counter() - t0
+    torch_pred = _torch_predict(model, x, 1000)
+    differ = np.flatnonzero(ours != torch_pred)
+    result["equality"] = {"samples": len(y), "differing": int(len(differ)),
+                          "differing_indices": differ[:50].tolist(),
+                          "accuracy_spiking": float((ours == y).mean()),
+                          "accuracy_torch": float((torch_pred == y).mean()),
+                          "runtime_seconds": runtime_seconds}
+    write_json(out, result)
+    print(f"{args.label}: {len(differ)} of {len(y)} predictions differ", flush=True)
+
+    if "speed" not in args.skip:
+        result["throughput"] = [throughput(model, net, x, 1, args.reps, args.batch1_samples),
+                                throughput(model, net, x, 256, args.reps, len(y))]
+        write_json(out, result)
+    if "stats" not in args.skip:
+        n = args.stats_samples
+        stats = network_stats(net, x[:n].numpy(), y[:n])
+        result["stats"] = stats
+        plot_stats(stats, RESULTS / f"stats-{args.label}.png", title=f"{args.label} ({n} test)")
+        if "throughput" in result:
+            for row in result["throughput"]:
+                row["synaptic_events_per_s"] = (row["runtime_samples_per_s"]
+                                                * stats["total"]["synops"])
+        write_json(out, result)
+    if "quant" not in args.skip:
+        n = args.quant_samples
+        result["quantization"] = quantization_sweep(net, x[:n].numpy(), y[:n], bits=range(2, 17))
+        write_json(out, result)
+        _plot_quant(result["quantization"], RESULTS / f"quantization-{args.label}.png",
+                    args.label)
+    print(f"wrote {out}")
+
+
+def _plot_quant(rows: list[dict[str, Any]], path: Path, label: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([r["bits"] for r in rows], [100 * r["accuracy"] for r in rows], marker="o",
+            label="quantized")
+    ax.axhline(100 * rows[0]["reference_accuracy"], color="gray", ls="--", label="full precision")
+    ax.set_xlabel("weight bits")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{label}: accuracy against weight precision")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
