@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--label", required=True)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--batch1-samples", type=int, default=500)
+    p.add_argument("--batch256-samples", type=int, default=10_000)
     p.add_argument("--stats-samples", type=int, default=10_000)
     p.add_argument("--quant-samples", type=int, default=10_000)
     p.add_argument("--skip", nargs="*", default=[], choices=["speed", "stats", "quant"])
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if "speed" not in args.skip:
         result["throughput"] = [throughput(model, net, x, 1, args.reps, args.batch1_samples),
-                                throughput(model, net, x, 256, args.reps, len(y))]
+                                throughput(model, net, x, 256, args.reps, args.batch256_samples)]
         write_json(out, result)
     if "stats" not in args.skip:
         n = args.stats_samples
