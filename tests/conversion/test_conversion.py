@@ -250,20 +250,12 @@ def test_batchnorm_must_be_in_eval_mode_and_model_sequential():
 
 
 @pytest.mark.slow
-def test_trained_mnist_dense_predictions_equal(tmp_path: Path, mnist_ready: str):
+def test_trained_mnist_dense_predictions_equal(tmp_path: Path, tiny_dense_run: Path):
     """A quickly trained, fully sharpened mnist-dense: same class for every test image, also
     after a save / load round trip."""
-    from whetstone.presets import get_preset
-    from whetstone.runs import load_run, load_split, train_run
+    from whetstone.runs import load_run, load_split
 
-    config = get_preset("mnist-dense").merged({
-        "epochs": 3, "finetune_epochs": 0, "augment": None,
-        "schedule": {"name": "simple", "start_epoch": 0, "steps": 1},
-    })
-    summary = train_run(config, tmp_path / "run", train_limit=3000, test_limit=500,
-                        progress=False, plot=False)
-    assert summary["fully_sharp"], summary["final_sharpness"]
-    model = load_run(tmp_path / "run").model
+    model = load_run(tiny_dense_run).model
     test = load_split("mnist", "test", limit=500)
     with torch.no_grad():
         expected = model(test.x).argmax(1).numpy()

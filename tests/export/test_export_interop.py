@@ -80,19 +80,12 @@ def _run_one_by_one(step: Callable[[torch.Tensor], torch.Tensor], x: np.ndarray)
 
 
 @pytest.fixture(scope="module")
-def mnist_net(tmp_path_factory: pytest.TempPathFactory, mnist_ready: str
-              ) -> tuple[rt.SpikingNetwork, np.ndarray]:
-    """A tiny mnist-dense (3 epochs on 3000 images), converted, and 256 test images."""
+def mnist_net(tiny_dense_run) -> tuple[rt.SpikingNetwork, np.ndarray]:
+    """The tiny mnist-dense run (tests/conftest.py), converted, and 256 test images."""
     from whetstone.data import load, to_float
-    from whetstone.presets import get_preset
-    from whetstone.runs import load_run, train_run
+    from whetstone.runs import load_run
 
-    out = tmp_path_factory.mktemp("mnist_dense_run")
-    config = get_preset("mnist-dense").merged({
-        "epochs": 3, "finetune_epochs": 0, "augment": None,
-        "schedule": {"name": "simple", "start_epoch": 0, "steps": 1}})
-    train_run(config, out, train_limit=3000, test_limit=500, progress=False, plot=False)
-    net = to_spiking(load_run(out).model)
+    net = to_spiking(load_run(tiny_dense_run).model)
     images, _ = load("mnist", "test")
     return net, to_float(images[:256]).numpy()
 

@@ -17,16 +17,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def trained(mnist_ready: str, tmp_path_factory: pytest.TempPathFactory):
+def trained(tiny_dense_run):
     from whetstone.conversion import to_spiking
 
-    out = tmp_path_factory.mktemp("mnist-dense-tiny")
-    config = whetstone.presets.get_preset("mnist-dense").merged(
-        {"epochs": 3, "finetune_epochs": 0, "augment": None,
-         "schedule": {"name": "simple", "start_epoch": 0, "steps": 1}})
-    whetstone.runs.train_run(config, out, train_limit=3000, test_limit=500, progress=False,
-                             plot=False)
-    net = to_spiking(whetstone.runs.load_run(out).model)
+    net = to_spiking(whetstone.runs.load_run(tiny_dense_run).model)
     test = whetstone.runs.load_split("mnist", "test", limit=300)
     return net, test.x.numpy(), test.y.numpy()
 
