@@ -42,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--preset", default=None, help="named preset (see 'whetstone presets')")
     t.add_argument("--config", default=None, help="TOML file (keys of TrainConfig, or 'preset')")
     t.add_argument("--out", default=None, help="run folder (default: runs/PRESET)")
-    t.add_argument("--epochs", type=int)
+    t.add_argument("--epochs", type=int, help="epochs of the sharpening schedule")
+    t.add_argument("--finetune-epochs", type=int,
+                   help="epochs after the schedule, with every layer at sharpness 1")
     t.add_argument("--batch-size", type=int)
     t.add_argument("--optimizer", help="adadelta, adam, adamw, rmsprop or sgd")
     t.add_argument("--lr", type=float, help="learning rate")
@@ -84,16 +86,16 @@ def _config_from_args(args: argparse.Namespace) -> Any:
     file_values.pop("preset", None)
     if preset is None and not file_values:
         raise SystemExit("whetstone train: give --preset NAME or --config FILE")
-    config = get_preset(preset) if preset else TrainConfig()
+    # later wins: preset, then the TOML file, then the command line
+    config = (get_preset(preset) if preset else TrainConfig()).merged(file_values)
     if args.schedule:
         config = config.with_schedule(args.schedule)
-    config = config.merged(file_values)
-    overrides: dict[str, Any] = {}
-    for arg, key in (("epochs", "epochs"), ("batch_size", "batch_size"), ("seed", "seed"),
-                     ("lr_schedule", "lr_schedule"), ("augment", "augment"),
-                     ("val_every", "val_every")):
-        if getattr(args, arg) is not None:
-            overrides[key] = getattr(args, arg)
+    overrides: dict[str, Any] = {
+        key: getattr(args, key)
+        for key in ("epochs", "finetune_epochs", "batch_size", "seed", "lr_schedule", "augment",
+                    "val_every")
+        if getattr(args, key) is not None
+    }
     if args.surrogate is not None:
         overrides["surrogate"] = None if args.surrogate == "none" else args.surrogate
     config = config.merged(overrides)
