@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 TORCH_PIN ?= torch==2.13.0
 SEED ?= 0
 
-.PHONY: demo test lint bench report clean
+.PHONY: demo test lint bench bench-mnist-dense bench-mnist-cnn bench-fashion-cnn bench-speed report clean
 
 $(VENV)/.base:
 	$(PYTHON) -m venv $(VENV)
@@ -33,10 +33,25 @@ test: $(VENV)/.dev
 	$(PY) -m pytest
 
 # Long runs (see BENCHMARKS.md); each writes JSON to benchmarks/results/.
-bench: $(VENV)/.dev
+bench: bench-mnist-dense bench-speed report
+
+bench-mnist-dense: $(VENV)/.dev
 	$(PY) -m benchmarks.accuracy --preset mnist-dense --seeds 0 1 2
+	$(PY) -m benchmarks.accuracy --recipe benchmarks/recipes/mnist-dense-original.toml --seeds 0 1 2
+	$(PY) -m benchmarks.spiking runs/bench/mnist-dense-sharpened-seed0 --label mnist-dense
+
+# The CNN presets: CPU recipes (same architecture, compressed schedule); on a GPU pass
+# DEVICE=cuda and a longer recipe.
+DEVICE ?= cpu
+bench-mnist-cnn: $(VENV)/.dev
+	$(PY) -m benchmarks.accuracy --recipe benchmarks/recipes/mnist-cnn-cpu.toml --device $(DEVICE)
+
+bench-fashion-cnn: $(VENV)/.dev
+	$(PY) -m benchmarks.accuracy --recipe benchmarks/recipes/fashion-cnn-cpu.toml --device $(DEVICE)
+
+bench-speed: $(VENV)/.dev
 	$(PY) -m benchmarks.speed
-	$(PY) -m benchmarks.report
+	$(PY) -m benchmarks.demo
 
 report: $(VENV)/.dev
 	$(PY) -m benchmarks.report
