@@ -62,7 +62,7 @@ def accuracy_section() -> list[str]:
         conv = [r for r in runs if r["variant"] == "conventional"]
         binary = [r["test_accuracy_binary"] for r in sharp if r["final_sharpness"] and
                   min(r["final_sharpness"]) >= 1.0]
-        bar = BARS.get(res["preset"])
+        bar = BARS.get(res["label"].removesuffix("-cpu"))  # the preset's own recipe only
         met = "" if bar is None or not binary else (
             " (met)" if statistics.mean(binary) >= bar else " (**missed**)")
         opt = ", ".join(f"{k}={v}" for k, v in cfg["optimizer"].items())
