@@ -82,8 +82,8 @@ def _config_from_args(args: argparse.Namespace) -> Any:
     from ..presets.build import DEFAULT_LR
 
     file_values: dict[str, Any] = read_toml(args.config) if args.config else {}
-    preset = args.preset or file_values.pop("preset", None)
-    file_values.pop("preset", None)
+    file_preset = file_values.pop("preset", None)
+    preset = args.preset or file_preset
     if preset is None and not file_values:
         raise SystemExit("whetstone train: give --preset NAME or --config FILE")
     # later wins: preset, then the TOML file, then the command line

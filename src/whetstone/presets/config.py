@@ -92,11 +92,7 @@ class TrainConfig:
 
     def with_schedule(self, name: str) -> TrainConfig:
         """A copy whose schedule is ``name`` with this preset's arguments for it."""
-        out = copy.deepcopy(self)
-        if name == self.schedule.get("name"):
-            return out
-        out.schedule = {"name": name, **self.schedule_alternatives.get(name, {})}
-        return out
+        return self.merged({"schedule": {"name": name}})
 
     def merged(self, overrides: dict[str, Any]) -> TrainConfig:
         """A copy with ``overrides`` applied; dict-valued fields merge key by key."""
