@@ -12,12 +12,13 @@ network). Both are evaluated on the full test set; the conventional one also ful
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from whetstone.presets import get_preset, read_toml
+from whetstone.presets import TrainConfig, get_preset, read_toml
 from whetstone.runs import train_run
 
 from .common import RESULTS, environment, write_json
@@ -31,6 +32,28 @@ def recipe_config(preset: str | None, recipe: str | None) -> tuple[Any, str]:
     return get_preset(name).merged(values), label
 
 
+def conventional(config: Any) -> Any:
+    """The same recipe never sharpened: sharpness 0 throughout, no surrogate."""
+    return config.merged({"schedule": {"name": "none"}, "surrogate": None})
+
+
+def reusable_baselines(path: Path, wanted: Any) -> dict[int, dict[str, Any]]:
+    """Conventional runs of an earlier result file whose recipe equals ``wanted``'s.
+
+    The never-sharpened network does not depend on the sharpening schedule, so a study that
+    changes only the schedule may keep it. Each reused run is marked with the date it ran.
+    """
+    if not path.exists():
+        return {}
+    old = json.loads(path.read_text())
+    old_config = conventional(TrainConfig.from_dict(old["config"])).to_dict()
+    if {k: v for k, v in old_config.items() if k != "seed"} != {
+            k: v for k, v in wanted.to_dict().items() if k != "seed"}:
+        return {}
+    return {r["seed"]: {**r, "reused_from": old["environment"]["date"]}
+            for r in old["runs"] if r["variant"] == "conventional"}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--preset")
@@ -42,6 +65,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="smoke check: 2 epochs on 2,000 training and 1,000 test images")
     p.add_argument("--out", type=Path, help="JSON path (default: results/accuracy-LABEL.json)")
     p.add_argument("--runs-dir", type=Path, default=Path("runs/bench"))
+    p.add_argument("--reuse-baseline", action="store_true",
+                   help="keep the conventional runs already in the output JSON when their\n"
+                        "configuration equals this one's (only the schedule changed)")
     args = p.parse_args(argv)
     if not args.preset and not args.recipe:
         p.error("give --preset or --recipe")
@@ -70,11 +96,16 @@ def main(argv: list[str] | None = None) -> None:
     }
     variants = [("sharpened", config)]
     if not args.no_baseline:
-        variants.append(("conventional", config.merged({"schedule": {"name": "none"},
-                                                         "surrogate": None})))
+        variants.append(("conventional", conventional(config)))
+    reusable = reusable_baselines(out, conventional(config)) if args.reuse_baseline else {}
     for seed in args.seeds:
         for variant, cfg in variants:
             cfg = cfg.merged({"seed": seed})
+            if variant == "conventional" and seed in reusable:
+                result["runs"].append(reusable[seed])
+                write_json(out, result)
+                print(f"{label} conventional seed {seed}: reused from {out}", flush=True)
+                continue
             run_dir = args.runs_dir / f"{label}-{variant}-seed{seed}"
             torch.manual_seed(seed)
             summary = train_run(cfg, run_dir, device=args.device, progress=False, **limits)
