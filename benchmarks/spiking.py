@@ -16,6 +16,7 @@ For a run folder (``whetstone train`` or ``benchmarks.accuracy`` wrote it):
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from pathlib import Path
@@ -80,6 +81,11 @@ def main(argv: list[str] | None = None) -> None:
     result: dict[str, Any] = {"study": "spiking", "label": args.label, "run": str(args.run),
                               "dataset": run.config.dataset, "environment": environment()}
     out = RESULTS / f"spiking-{args.label}.json"
+    if out.exists():  # keep the sections this invocation skips, when they are of the same run
+        old = json.loads(out.read_text())
+        if old.get("run") == str(args.run):
+            result.update({k: old[k] for k in ("throughput", "stats", "quantization",
+                                              "quant_samples") if k in old})
 
     t0 = time.perf_counter()
     ours = predict(net, x.numpy())
@@ -111,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     if "quant" not in args.skip:
         n = args.quant_samples
         result["quantization"] = quantization_sweep(net, x[:n].numpy(), y[:n], bits=range(2, 17))
+        result["quant_samples"] = len(y[:n])
         write_json(out, result)
         _plot_quant(result["quantization"], RESULTS / f"quantization-{args.label}.png",
                     args.label)
