@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 TORCH_PIN ?= torch==2.13.0
 SEED ?= 0
 
-.PHONY: demo test lint bench bench-mnist-dense bench-mnist-cnn bench-fashion-cnn bench-speed report clean
+.PHONY: demo test lint bench bench-mnist-dense bench-mnist-cnn bench-fashion-cnn bench-speed report clean bench-smoke bench-studies
 
 $(VENV)/.base:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,32 @@ bench-fashion-cnn: $(VENV)/.dev
 bench-speed: $(VENV)/.dev
 	$(PY) -m benchmarks.speed
 	$(PY) -m benchmarks.demo
+
+# The sweep studies in --quick mode (2 epochs on 2,000 images, seed 0; a few minutes): checks
+# that they run end to end. Writes *-quick.json/png to benchmarks/results/, which the report skips.
+bench-smoke: $(VENV)/.bench
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.run encoding --quick
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.run optimizers --quick
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.run schedules --quick
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.run activity --quick
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.run precision --quick
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.run peers-direct --quick
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.run peers-conversion --quick
+
+# The peers of the side-by-side studies declare torchvision (another torch): --no-deps.
+$(VENV)/.bench: $(VENV)/.dev
+	$(PIP) install -q -e '.[bench]'
+	$(PIP) install -q --no-deps snntorch==1.0.0 spikingjelly==2.0.0
+	touch $@
+
+# Issue 4's studies on the dense presets (each resumable: a rerun skips finished runs).
+bench-studies: $(VENV)/.bench
+	$(PY) -m benchmarks.run activity --label mnist-dense
+	$(PY) -m benchmarks.run peers-direct --seeds 0
+	$(PY) -m benchmarks.run peers-conversion --seeds 0
+	$(PY) -m benchmarks.run encoding
+	$(PY) -m benchmarks.run optimizers
+	$(PY) -m benchmarks.run schedules
 
 report: $(VENV)/.dev
 	$(PY) -m benchmarks.report

@@ -9,7 +9,7 @@ from torch import nn
 
 from ..nn.decode import key_generator
 from ..nn.surrogate import make_surrogate
-from ..sharpening.schedules import Sharpener, make_sharpener
+from ..sharpening.schedules import Sharpener, UniformAllocation, make_sharpener
 from .architectures import ARCHITECTURES, activation_factory
 from .config import TrainConfig
 
@@ -78,13 +78,25 @@ def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimi
     return cls(model.parameters(), **spec)
 
 
+ALLOCATIONS = ("bottom-up", "uniform")
+"""Values of ``schedule.allocation``: how a schedule's model sharpness is spread over layers."""
+
+
 def build_sharpener(config: TrainConfig) -> Sharpener | None:
-    """Sharpener from ``config.schedule``; ``None`` when the schedule is ``"none"``."""
+    """Sharpener from ``config.schedule``; ``None`` when the schedule is ``"none"``.
+
+    ``schedule.allocation`` (default ``"bottom-up"``) set to ``"uniform"`` wraps the schedule in
+    :class:`UniformAllocation`: same timing, every layer at the same sharpness.
+    """
     spec = dict(config.schedule)
     name = spec.pop("name")
+    allocation = spec.pop("allocation", "bottom-up")
+    if allocation not in ALLOCATIONS:
+        raise ValueError(f"unknown schedule allocation {allocation!r}; choose from {ALLOCATIONS}")
     if name in (None, "none"):
         return None
-    return make_sharpener(name, **spec)
+    sharpener = make_sharpener(name, **spec)
+    return UniformAllocation(sharpener) if allocation == "uniform" else sharpener
 
 
 def build_lr_scheduler(

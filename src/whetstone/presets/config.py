@@ -26,7 +26,10 @@ class TrainConfig:
     ``model`` holds the architecture name (``arch``) and its keyword arguments; ``key`` the
     class key (``classes``, ``width``, ``overlapping``, ``seed``); ``optimizer`` its ``name``,
     ``lr`` and extra keyword arguments; ``schedule`` the sharpener ``name`` and arguments
-    (``name = "none"`` trains without sharpening, the conventional baseline).
+    (``name = "none"`` trains without sharpening, the conventional baseline) and optionally
+    ``allocation``: ``"bottom-up"`` (the default, lower layers finish first) or ``"uniform"``
+    (the same schedule's model sharpness given to every layer alike, same timing; see
+    :class:`whetstone.presets.build.UniformAllocation`).
     """
 
     name: str = "custom"

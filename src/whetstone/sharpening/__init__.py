@@ -17,6 +17,7 @@ from .schedules import (
     Sharpener,
     SimpleSharpener,
     StepSharpener,
+    UniformAllocation,
     make_sharpener,
 )
 
@@ -27,6 +28,7 @@ __all__ = [
     "Sharpener",
     "SimpleSharpener",
     "StepSharpener",
+    "UniformAllocation",
     "bottom_up",
     "fully_sharpened",
     "get_layer_sharpness",

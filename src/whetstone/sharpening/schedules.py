@@ -21,12 +21,13 @@ from typing import Any, Literal
 
 from torch import nn
 
-from ..nn.activations import Sharpenable
+from ..nn.activations import Sharpenable, SpikingBReLU
 from .allocation import (
     get_layer_sharpness,
     set_layer_sharpness,
     set_model_sharpness,
     sharpenable_layers,
+    uniform,
 )
 
 Mode = Literal["epoch", "batch"]
@@ -366,3 +367,70 @@ def make_sharpener(name: str, **kwargs: Any) -> Sharpener:
     except KeyError:
         raise ValueError(f"unknown schedule {name!r}; choose from {sorted(SHARPENERS)}") from None
     return cls(**kwargs)
+
+
+class UniformAllocation(Sharpener):
+    """Any sharpener's model sharpness given to every layer alike (``allocation = "uniform"``).
+
+    The wrapped sharpener drives stand-in layers exactly as it would drive the model (bottom-up,
+    or by its own per-layer windows); after every hook each real layer is set to the mean of the
+    stand-ins' sharpness, i.e. the model sharpness ``m`` (for a bottom-up allocation the mean is
+    exactly ``m``), allocated by :func:`whetstone.sharpening.allocation.uniform`. The timing is
+    the wrapped schedule's: ``m`` reaches 1 at the same batch, only its spread over the layers
+    differs. (``SimpleSharpener(bottom_up=False)`` is the original's uniform Simple schedule,
+    which takes ``steps`` rather than ``steps * N`` increments.)
+    """
+
+    def __init__(self, inner: Sharpener) -> None:
+        super().__init__()
+        self.inner = inner
+        self._stand_ins: list[Sharpenable] = []
+        self._stand_in_model = nn.Sequential()
+        self._pending: list[float] | None = None
+
+    def on_train_begin(self, model: nn.Module, steps_per_epoch: int | None = None) -> None:
+        super().on_train_begin(model, steps_per_epoch)
+        if len(self._stand_ins) != len(self._layers):
+            self._stand_ins = [SpikingBReLU() for _ in self._layers]
+        if self._pending is not None:
+            set_layer_sharpness(self._stand_ins, self._pending)
+            self._pending = None
+        self._stand_in_model = nn.Sequential(*self._stand_ins)
+        self.inner.on_train_begin(self._stand_in_model, steps_per_epoch)
+
+    def _sync(self) -> None:
+        m = min(1.0, sum(get_layer_sharpness(self._stand_ins)) / len(self._stand_ins))
+        set_layer_sharpness(self._layers, uniform(m, len(self._layers)))
+
+    def on_batch_end(self, model: nn.Module) -> None:
+        super().on_batch_end(model)
+        self.inner.on_batch_end(self._stand_in_model)
+        self._sync()
+
+    def on_epoch_end(self, model: nn.Module, epoch: int, loss: float | None = None) -> None:
+        super().on_epoch_end(model, epoch, loss)
+        self.inner.on_epoch_end(self._stand_in_model, epoch, loss)
+        self._sync()
+
+    @property
+    def done(self) -> bool:
+        return self.inner.done
+
+    def state_dict(self) -> dict[str, Any]:
+        """The wrapped schedule's state and the stand-in layers' sharpness."""
+        stand_ins = get_layer_sharpness(self._stand_ins) if self._stand_ins else self._pending
+        return {"inner": self.inner.state_dict(), "stand_ins": stand_ins}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        unknown = set(state) - {"inner", "stand_ins"}
+        if unknown:
+            raise ValueError(f"UniformAllocation: unknown state keys {sorted(unknown)}")
+        self.inner.load_state_dict(state["inner"])
+        values = state.get("stand_ins")
+        if values is not None and len(values) == len(self._stand_ins):
+            set_layer_sharpness(self._stand_ins, values)
+        else:
+            self._pending = values
+
+    def config(self) -> dict[str, Any]:
+        return {**self.inner.config(), "allocation": "uniform"}
