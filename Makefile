@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 TORCH_PIN ?= torch==2.13.0
 SEED ?= 0
 
-.PHONY: demo test lint bench bench-mnist-dense bench-mnist-cnn bench-fashion-cnn bench-speed report clean bench-smoke bench-studies
+.PHONY: demo test lint bench bench-mnist-dense bench-mnist-cnn bench-fashion-cnn bench-speed report clean bench-smoke bench-studies bench-peers-direct bench-peers-conversion
 
 $(VENV)/.base:
 	$(PYTHON) -m venv $(VENV)
@@ -78,6 +78,13 @@ bench-studies: $(VENV)/.bench
 	$(PY) -m benchmarks.run encoding
 	$(PY) -m benchmarks.run optimizers
 	$(PY) -m benchmarks.run schedules
+
+# The peers, one command each (seed 0: the comparison is one seed per machine).
+bench-peers-direct: $(VENV)/.bench
+	$(PY) -m benchmarks.run peers-direct --seeds 0
+
+bench-peers-conversion: $(VENV)/.bench
+	$(PY) -m benchmarks.run peers-conversion --seeds 0
 
 report: $(VENV)/.dev
 	$(PY) -m benchmarks.report
