@@ -47,7 +47,7 @@ from whetstone.runs import load_run, load_split, seed_everything, train_run
 from whetstone.sharpening import SimpleSharpener, set_model_sharpness
 from whetstone.sharpening.allocation import fully_sharpened
 from whetstone.training import fit
-from whetstone.training.augment import Augmented, parse_shift
+from whetstone.training.augment import Augmented, parse_augment
 from whetstone.training.loop import evaluate
 
 from .common import RESULTS, environment, write_json
@@ -157,7 +157,8 @@ def train_model(config: TrainConfig, model: nn.Module, limits: dict[str, int | N
     optimizer = build_optimizer(config, model)
     loader: Any = ArrayLoader(train.x, train.y, config.batch_size, shuffle=True, seed=config.seed)
     if config.augment not in (None, "none"):
-        loader = Augmented(loader, max_shift=parse_shift(config.augment), seed=config.seed)
+        shift, flip = parse_augment(config.augment)
+        loader = Augmented(loader, max_shift=shift, seed=config.seed, flip=flip)
     test_loader = ArrayLoader(test.x, test.y, 1000)
     history = fit(model, loader, config.total_epochs, optimizer, val_loader=test_loader,
                   device=device, progress=False, val_every=config.val_every,

@@ -5,11 +5,12 @@ import torch
 
 import whetstone as ws
 from whetstone.presets import TrainConfig, build_model, get_preset, read_toml
+from whetstone.presets.build import DATASET_SHAPES
 
 
 @pytest.mark.parametrize(("name", "layers", "width", "disjoint"), [
     ("mnist-dense", 3, 100, False), ("fashion-dense", 3, 100, False),
-    ("mnist-cnn", 8, 40, True), ("fashion-cnn", 8, 40, True),
+    ("mnist-cnn", 8, 40, True), ("fashion-cnn", 8, 40, True), ("cifar10-cnn", 8, 40, True),
 ])
 def test_preset_architectures(name, layers, width, disjoint):
     config = get_preset(name)
@@ -19,7 +20,7 @@ def test_preset_architectures(name, layers, width, disjoint):
     assert isinstance(decode, ws.nn.SoftmaxDecode)
     assert decode.key.shape == (10, width)
     assert (decode.key.sum(0).max().item() == 1.0) == disjoint
-    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    assert model(torch.rand(2, *DATASET_SHAPES[config.dataset])).shape == (2, 10)
 
 
 def test_mnist_dense_matches_the_original_example():

@@ -3,7 +3,13 @@
 import pytest
 import torch
 
-from whetstone.training.augment import Augmented, parse_shift, random_shift
+from whetstone.training.augment import (
+    Augmented,
+    parse_augment,
+    parse_shift,
+    random_flip,
+    random_shift,
+)
 
 
 def test_zero_shift_is_identity():
@@ -33,3 +39,27 @@ def test_parse_shift():
     assert parse_shift("shift-1") == 1
     with pytest.raises(ValueError, match="augment"):
         parse_shift("rotate")
+
+
+def test_flip_mirrors_about_half_of_the_images():
+    x = torch.rand(200, 3, 4, 5)
+    y = random_flip(x, torch.Generator().manual_seed(0))
+    mirrored = [torch.equal(y[i], x[i].flip(-1)) for i in range(200)]
+    kept = [torch.equal(y[i], x[i]) for i in range(200)]
+    assert all(m or k for m, k in zip(mirrored, kept, strict=True))
+    assert 70 < sum(mirrored) < 130
+
+
+def test_parse_augment():
+    assert parse_augment("shift-4+flip") == (4, True)
+    assert parse_augment("flip") == (0, True)
+    assert parse_augment("shift") == (2, False)
+    with pytest.raises(ValueError, match="flip"):
+        parse_augment("shift-1+rotate")
+
+
+def test_augmented_shift_only_draws_as_before():
+    """Adding the flip option left shift-only runs' random sequence unchanged."""
+    batches = [(torch.rand(8, 1, 5, 5), torch.zeros(8))]
+    got = next(iter(Augmented(batches, 1, seed=3)))[0]
+    assert torch.equal(got, random_shift(batches[0][0], 1, torch.Generator().manual_seed(3)))

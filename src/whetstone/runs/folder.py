@@ -30,7 +30,7 @@ from ..presets.build import (
 )
 from ..presets.config import TrainConfig
 from ..sharpening.allocation import get_layer_sharpness, is_fully_sharp, sharpenable_layers
-from ..training.augment import Augmented, parse_shift
+from ..training.augment import Augmented, parse_augment
 from ..training.history import History
 from ..training.loop import evaluate, evaluate_binary, fit
 from .io import atomic_write_text, load_weights, save_weights
@@ -98,8 +98,8 @@ def train_run(
     train_loader: Any = ArrayLoader(train.x, train.y, config.batch_size, shuffle=True,
                                     seed=config.seed)
     if config.augment not in (None, "none"):
-        train_loader = Augmented(train_loader, max_shift=parse_shift(config.augment),
-                                 seed=config.seed)
+        shift, flip = parse_augment(config.augment)
+        train_loader = Augmented(train_loader, max_shift=shift, seed=config.seed, flip=flip)
     test_loader = ArrayLoader(test.x, test.y, 1000)
 
     history = fit(

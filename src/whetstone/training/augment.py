@@ -23,22 +23,44 @@ def random_shift(x: Tensor, max_shift: int, generator: torch.Generator) -> Tenso
     return out.permute(0, 3, 1, 2).contiguous()
 
 
+def random_flip(x: Tensor, generator: torch.Generator) -> Tensor:
+    """Mirror each image of ``x`` ``(N, C, H, W)`` left-right with probability 1/2."""
+    flip = (torch.rand(len(x), generator=generator) < 0.5).to(x.device)
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
+def parse_augment(spec: str) -> tuple[int, bool]:
+    """``(max_shift, flip)`` of an augmentation spec: ``"+"``-joined parts among ``"shift"``
+    (2 pixels), ``"shift-N"`` and ``"flip"`` (random left-right mirroring), e.g.
+    ``"shift-4+flip"``."""
+    shift, flip = 0, False
+    for part in spec.split("+"):
+        if part == "flip":
+            flip = True
+        else:
+            shift = parse_shift(part)
+    return shift, flip
+
+
 def parse_shift(spec: str) -> int:
     """Maximum shift of an augmentation spec: ``"shift"`` is 2 pixels, ``"shift-N"`` N."""
     if spec == "shift":
         return 2
     if spec.startswith("shift-") and spec[6:].isdigit():
         return int(spec[6:])
-    raise ValueError(f"unknown augment {spec!r}; choose 'shift', 'shift-N' or none")
+    raise ValueError(
+        f"unknown augment {spec!r}; choose 'shift', 'shift-N', 'flip' (joined by '+') or none")
 
 
 class Augmented:
-    """Wraps a batch iterable and applies :func:`random_shift` to every input batch."""
+    """Wraps a batch iterable and applies :func:`random_shift` (``max_shift > 0``) and
+    :func:`random_flip` (``flip``) to every input batch."""
 
     def __init__(self, loader: Iterable[tuple[Tensor, Tensor]], max_shift: int = 2,
-                 seed: int = 0) -> None:
+                 seed: int = 0, flip: bool = False) -> None:
         self.loader = loader
         self.max_shift = max_shift
+        self.flip = flip
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
@@ -46,4 +68,8 @@ class Augmented:
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         for x, y in self.loader:
-            yield random_shift(x, self.max_shift, self.generator), y
+            if self.max_shift:
+                x = random_shift(x, self.max_shift, self.generator)
+            if self.flip:
+                x = random_flip(x, self.generator)
+            yield x, y
