@@ -16,6 +16,7 @@ For a run folder (``whetstone train`` or ``benchmarks.accuracy`` wrote it):
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import time
@@ -81,9 +82,11 @@ def main(argv: list[str] | None = None) -> None:
     result: dict[str, Any] = {"study": "spiking", "label": args.label, "run": str(args.run),
                               "dataset": run.config.dataset, "environment": environment()}
     out = RESULTS / f"spiking-{args.label}.json"
-    if out.exists():  # keep the sections this invocation skips, when they are of the same run
+    result["model_sha256"] = hashlib.sha256((args.run / "model.safetensors").read_bytes()
+                                            ).hexdigest()
+    if out.exists():  # keep the sections this invocation skips, when they are of this model
         old = json.loads(out.read_text())
-        if old.get("run") == str(args.run):
+        if old.get("model_sha256") == result["model_sha256"]:
             result.update({k: old[k] for k in ("throughput", "stats", "quantization",
                                               "quant_samples") if k in old})
 
