@@ -1,5 +1,7 @@
 """Sharpenable modules: sharpness as a saved, changeable buffer; surrogate gradients."""
 
+import math
+
 import pytest
 import torch
 
@@ -47,6 +49,34 @@ def test_straight_through_keeps_forward_binary_and_passes_a_boxcar_gradient():
     assert y.tolist() == [0, 0, 1, 1, 0 + 1]
     y.sum().backward()
     assert x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]
+
+
+def test_arctan_surrogate_values_written_out():
+    # d/dx = (alpha/2) / (1 + (pi/2 * alpha * (x - 0.5))^2); alpha = 2: 1 / (1 + (pi u)^2)
+    layer = ws.nn.SpikingBReLU(1.0, surrogate=ws.nn.ArcTan(alpha=2.0))
+    x = torch.tensor([0.5, 1.5, -0.5, 0.25], dtype=torch.float64, requires_grad=True)
+    y = layer(x)
+    assert y.tolist() == [1.0, 1.0, 0.0, 0.0]
+    y.sum().backward()
+    expected = [1.0, 1 / (1 + math.pi**2), 1 / (1 + math.pi**2), 1 / (1 + (math.pi / 4) ** 2)]
+    assert x.grad.tolist() == pytest.approx(expected, rel=1e-12)
+
+
+def test_arctan_surrogate_integrates_to_one():
+    u = torch.linspace(-2000, 2000, 4_000_001, dtype=torch.float64)
+    for alpha in (0.5, 2.0, 8.0):
+        g = ws.nn.ArcTan(alpha).grad(u.clone())
+        assert float(torch.trapezoid(g, u)) == pytest.approx(1.0, abs=2e-3)
+
+
+def test_make_surrogate_by_name():
+    from whetstone.nn.surrogate import make_surrogate
+
+    assert make_surrogate("arctan") == ws.nn.ArcTan(2.0)
+    assert make_surrogate("straight-through", width=0.5) == ws.nn.StraightThrough(0.5)
+    assert make_surrogate(None) is None
+    with pytest.raises(ValueError, match="arctan"):
+        make_surrogate("sigmoid-ish")
 
 
 def test_sigmoid_threshold_is_zero():

@@ -8,13 +8,14 @@
 from . import functional, surrogate
 from .activations import Sharpenable, SpikingBReLU, SpikingSigmoid
 from .decode import SoftmaxDecode, decode, decode_affine, decode_logits, encode, key_generator
-from .surrogate import StraightThrough
+from .surrogate import ArcTan, StraightThrough
 
 __all__ = [
     "Sharpenable",
     "SoftmaxDecode",
     "SpikingBReLU",
     "SpikingSigmoid",
+    "ArcTan",
     "StraightThrough",
     "decode",
     "decode_affine",

@@ -8,6 +8,7 @@ optional (``surrogate=None`` keeps the true, zero gradient).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -30,10 +31,28 @@ class StraightThrough:
         return inside if self.width == 1.0 else inside.mul_(1.0 / self.width)
 
 
-Surrogate = StraightThrough
+@dataclass(frozen=True)
+class ArcTan:
+    """Arctangent surrogate (the derivative of a scaled arctan step, snnTorch's default shape).
+
+    ``d spike / d x ~= (alpha / 2) / (1 + (pi / 2 * alpha * (x - theta))^2)``: peak
+    ``alpha / 2`` at the threshold, integral 1, heavy tails, so every neuron gets some gradient
+    (the boxcar gives none outside its window). ``alpha = 2`` peaks at 1 like the width-1 boxcar.
+    """
+
+    alpha: float = 2.0
+
+    def grad(self, centred: Tensor) -> Tensor:
+        """Surrogate derivative at ``centred = x - theta`` (any shape, same dtype)."""
+        scaled = centred * (0.5 * math.pi * self.alpha)
+        return scaled.square_().add_(1.0).reciprocal_().mul_(0.5 * self.alpha)
+
+
+Surrogate = StraightThrough | ArcTan
 """The surrogate strategies a sharpenable activation accepts."""
 
-SURROGATES: dict[str, type[StraightThrough]] = {"straight-through": StraightThrough}
+SURROGATES: dict[str, type[StraightThrough] | type[ArcTan]] = {
+    "straight-through": StraightThrough, "arctan": ArcTan}
 
 
 class _SpikeFunction(torch.autograd.Function):
