@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--optimizer", help="adadelta, adam, adamw, rmsprop or sgd")
     t.add_argument("--lr", type=float, help="learning rate")
     t.add_argument("--schedule", help="simple, scheduled, adaptive, or none (never sharpen)")
-    t.add_argument("--surrogate", help="straight-through or none: gradient at sharpness 1")
+    t.add_argument("--surrogate", help="straight-through, arctan or none: gradient at sharpness 1")
     t.add_argument("--lr-schedule", help="cosine or none")
     t.add_argument("--augment", help="shift or none")
     t.add_argument("--val-every", type=int, help="evaluate every N epochs")
