@@ -37,8 +37,9 @@ def conventional(config: Any) -> Any:
     return config.merged({"schedule": {"name": "none"}, "surrogate": None})
 
 
-def reusable_baselines(path: Path, wanted: Any) -> dict[int, dict[str, Any]]:
-    """Conventional runs of an earlier result file whose recipe equals ``wanted``'s.
+def reusable_runs(path: Path, variant: str, config: Any) -> dict[int, dict[str, Any]]:
+    """Runs of ``variant`` in an earlier result file whose recipe equals ``config``'s for that
+    variant (the sharpened recipe itself, or its never-sharpened form), by seed.
 
     The never-sharpened network does not depend on the sharpening schedule, so a study that
     changes only the schedule may keep it. Each reused run is marked with the date it ran.
@@ -46,12 +47,15 @@ def reusable_baselines(path: Path, wanted: Any) -> dict[int, dict[str, Any]]:
     if not path.exists():
         return {}
     old = json.loads(path.read_text())
-    old_config = conventional(TrainConfig.from_dict(old["config"])).to_dict()
-    if {k: v for k, v in old_config.items() if k != "seed"} != {
-            k: v for k, v in wanted.to_dict().items() if k != "seed"}:
+    form = conventional if variant == "conventional" else (lambda c: c)
+
+    def key(c: Any) -> dict[str, Any]:
+        return {k: v for k, v in form(c).to_dict().items() if k != "seed"}
+
+    if key(TrainConfig.from_dict(old["config"])) != key(config):
         return {}
-    return {r["seed"]: {**r, "reused_from": old["environment"]["date"]}
-            for r in old["runs"] if r["variant"] == "conventional"}
+    return {r["seed"]: {**r, "reused_from": r.get("reused_from", old["environment"]["date"])}
+            for r in old["runs"] if r["variant"] == variant}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -68,6 +72,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--reuse-baseline", action="store_true",
                    help="keep the conventional runs already in the output JSON when their\n"
                         "configuration equals this one's (only the schedule changed)")
+    p.add_argument("--only-baseline", action="store_true",
+                   help="train only the never-sharpened network; keep the sharpened runs\n"
+                        "already in the output JSON (same recipe)")
     args = p.parse_args(argv)
     if not args.preset and not args.recipe:
         p.error("give --preset or --recipe")
@@ -97,14 +104,22 @@ def main(argv: list[str] | None = None) -> None:
     variants = [("sharpened", config)]
     if not args.no_baseline:
         variants.append(("conventional", conventional(config)))
-    reusable = reusable_baselines(out, conventional(config)) if args.reuse_baseline else {}
+    reuse: dict[str, dict[int, dict[str, Any]]] = {}
+    if args.reuse_baseline:
+        reuse["conventional"] = reusable_runs(out, "conventional", config)
+    if args.only_baseline:
+        reuse["sharpened"] = reusable_runs(out, "sharpened", config)
+        missing = [s for s in args.seeds if s not in reuse["sharpened"]]
+        if missing:
+            p.error(f"--only-baseline: {out} has no sharpened run of this recipe for seeds "
+                    f"{missing}")
     for seed in args.seeds:
         for variant, cfg in variants:
             cfg = cfg.merged({"seed": seed})
-            if variant == "conventional" and seed in reusable:
-                result["runs"].append(reusable[seed])
+            if seed in reuse.get(variant, {}):
+                result["runs"].append(reuse[variant][seed])
                 write_json(out, result)
-                print(f"{label} conventional seed {seed}: reused from {out}", flush=True)
+                print(f"{label} {variant} seed {seed}: reused from {out}", flush=True)
                 continue
             run_dir = args.runs_dir / f"{label}-{variant}-seed{seed}"
             torch.manual_seed(seed)

@@ -49,7 +49,8 @@ def accuracy_section() -> list[str]:
              "that runs as single-step spikes. *Conventional*: the same architecture, seed and "
              "epochs trained with sharpness 0 throughout; *thresholded*: that conventional "
              "network with every activation simply replaced by the step (no sharpening).", "",
-             "| recipe | dataset | device | epochs, batch | optimizer | schedule | binary (%) "
+             "| recipe | dataset | device | epochs (+fine-tuning), batch | optimizer | schedule "
+             "| binary (%) "
              "| conventional (%) | conventional thresholded (%) | bar | seconds/epoch |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     details = []
@@ -64,21 +65,27 @@ def accuracy_section() -> list[str]:
                   min(r["final_sharpness"]) >= 1.0]
         bar = BARS.get(res["label"].removesuffix("-cpu"))  # the preset's own recipe only
         met = "" if bar is None or not binary else (
-            " (met)" if statistics.mean(binary) >= bar else " (**missed**)")
+            " (met)" if statistics.mean(binary) >= bar else
+            f" (**missed** by {100 * (bar - statistics.mean(binary)):.2f} points)")
         opt = ", ".join(f"{k}={v}" for k, v in cfg["optimizer"].items())
         extras = [x for x in (cfg.get("lr_schedule") and f"lr {cfg['lr_schedule']}",
                               cfg.get("surrogate") and f"{cfg['surrogate']} gradient at s=1",
                               cfg.get("augment") and f"augment {cfg['augment']}") if x]
+        finetune = f"+{cfg['finetune_epochs']}" if cfg.get("finetune_epochs") else ""
         epoch_s = statistics.median([r["median_epoch_seconds"] for r in sharp]) if sharp else 0
         lines.append(
             f"| {res['label']} | {res['dataset']} | {res['environment']['device']} | "
-            f"{cfg['epochs']}, {cfg['batch_size']} | {opt} | {_schedule(cfg)}"
+            f"{cfg['epochs']}{finetune}, {cfg['batch_size']} | {opt} | {_schedule(cfg)}"
             f"{'; ' + '; '.join(extras) if extras else ''} | {_pct(binary)}{met} | "
             f"{_pct([r['test_accuracy'] for r in conv])} | "
             f"{_pct([r['test_accuracy_binary'] for r in conv])} | "
             f"{'' if bar is None else f'{100 * bar:.1f}'} | {epoch_s:.1f} |")
         seeds = sorted({r["seed"] for r in runs})
         details.append(f"- **{res['label']}** (seeds {seeds}): {_env_line(res['environment'])}")
+        details += [f"  - {r['variant']} seed {r['seed']}: the run of {r['reused_from']} "
+                    f"(same recipe{', schedule aside' if r['variant'] == 'conventional' else ''}"
+                    ", kept by `--reuse-baseline` / `--only-baseline`)"
+                    for r in runs if r.get("reused_from")]
     if len(lines) == 6:
         lines.append("| (no full results yet) |||||||||||")
     return [*lines, "", *details, ""]
