@@ -16,6 +16,7 @@ For a run folder (``whetstone train`` or ``benchmarks.accuracy`` wrote it):
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import statistics
@@ -86,22 +87,34 @@ def main(argv: list[str] | None = None) -> None:
                                             ).hexdigest()
     if out.exists():  # keep the sections this invocation skips, when they are of this model
         old = json.loads(out.read_text())
-        if old.get("model_sha256") == result["model_sha256"]:
-            result.update({k: old[k] for k in ("throughput", "stats", "quantization",
-                                              "quant_samples") if k in old})
+        # (files written before the hash was recorded: the same run folder)
+        if old.get("model_sha256", result["model_sha256"]) == result["model_sha256"] and \
+                old.get("run") == str(args.run):
+            kept = [k for k in ("throughput", "stats", "quantization") if k in old]
+            result.update({k: old[k] for k in (*kept, "quant_samples") if k in old})
+            # where each kept section was measured (date, command, threads)
+            result["measured_by"] = {k: old.get("measured_by", {}).get(k, old["environment"])
+                                     for k in kept}
 
     t0 = time.perf_counter()
     ours = predict(net, x.numpy())
     runtime_seconds = time.perf_counter() - t0
     torch_pred = _torch_predict(model, x, 1000)
     differ = np.flatnonzero(ours != torch_pred)
+    # the same model evaluated in float64: the function the converted network computes, free
+    # of float32 rounding of pre-activations that land within an ulp of the threshold
+    torch64 = _torch_predict(copy.deepcopy(model).double(), x.double(), 1000)
+    differ64 = np.flatnonzero(ours != torch64)
     result["equality"] = {"samples": len(y), "differing": int(len(differ)),
                           "differing_indices": differ[:50].tolist(),
+                          "differing_float64": int(len(differ64)),
+                          "differing_float64_indices": differ64[:50].tolist(),
                           "accuracy_spiking": float((ours == y).mean()),
                           "accuracy_torch": float((torch_pred == y).mean()),
                           "runtime_seconds": runtime_seconds}
     write_json(out, result)
-    print(f"{args.label}: {len(differ)} of {len(y)} predictions differ", flush=True)
+    print(f"{args.label}: {len(differ)} of {len(y)} predictions differ from torch float32, "
+          f"{len(differ64)} from torch float64", flush=True)
 
     if "speed" not in args.skip:
         result["throughput"] = [throughput(model, net, x, 1, args.reps, args.batch1_samples),
