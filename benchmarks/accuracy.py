@@ -7,6 +7,10 @@ network). Both are evaluated on the full test set; the conventional one also ful
 
     python -m benchmarks.accuracy --preset mnist-dense --seeds 0 1 2
     python -m benchmarks.accuracy --recipe benchmarks/recipes/mnist-cnn-cpu.toml --seeds 0
+    python -m benchmarks.accuracy --merge a.json b.json --out accuracy-LABEL.json
+
+``--merge`` joins result files of the same recipe run as separate processes (one per seed, as
+``benchmarks/gpu-cnn.sh`` does on one GPU).
 """
 
 from __future__ import annotations
@@ -58,6 +62,24 @@ def reusable_runs(path: Path, variant: str, config: Any) -> dict[int, dict[str, 
             for r in old["runs"] if r["variant"] == variant}
 
 
+def merge(paths: list[Path]) -> dict[str, Any]:
+    """One result from files of the same recipe (same label and configuration, seed aside)."""
+    results = [json.loads(Path(path).read_text()) for path in paths]
+
+    def key(result: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        return result["label"], {k: v for k, v in result["config"].items() if k != "seed"}
+
+    for path, result in zip(paths[1:], results[1:], strict=True):
+        if key(result) != key(results[0]):
+            raise SystemExit(f"--merge: {path} is not the same recipe as {paths[0]}")
+    runs = [run for result in results for run in result["runs"]]
+    seen = [(run["seed"], run["variant"]) for run in runs]
+    if len(set(seen)) != len(seen):
+        raise SystemExit(f"--merge: a seed and variant appears twice in {paths}")
+    runs.sort(key=lambda r: (r["seed"], r["variant"] != "sharpened"))
+    return {**results[0], "runs": runs}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--preset")
@@ -75,7 +97,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--only-baseline", action="store_true",
                    help="train only the never-sharpened network; keep the sharpened runs\n"
                         "already in the output JSON (same recipe)")
+    p.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
+                   help="join these result files (same recipe, other seeds) into --out")
     args = p.parse_args(argv)
+    if args.merge:
+        if not args.out:
+            p.error("--merge needs --out")
+        write_json(args.out, merge(args.merge))
+        return
     if not args.preset and not args.recipe:
         p.error("give --preset or --recipe")
 
@@ -91,6 +120,8 @@ def main(argv: list[str] | None = None) -> None:
             config = config.merged({"schedule": {"name": "scheduled", "start": 0.2,
                                                  "duration": 0.2, "intermission": 0.0}})
     out = args.out or RESULTS / f"accuracy-{label}.json"
+    if torch.device(args.device).type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick its kernels
     result: dict[str, Any] = {
         "study": "accuracy",
         "label": label,

@@ -23,6 +23,23 @@ def test_sharpness_is_saved_and_restored():
     assert b[1].sharpness == pytest.approx(0.6)
 
 
+def test_loaded_sharpness_reaches_the_forward_pass():
+    """The host copy that forward reads follows load_state_dict, nested modules included."""
+    src = torch.nn.Sequential(torch.nn.Linear(3, 3), ws.nn.SpikingBReLU(sharpness=1.0))
+    dst = torch.nn.Sequential(torch.nn.Linear(3, 3), ws.nn.SpikingBReLU())
+    dst.load_state_dict(src.state_dict())
+    assert dst[1].sharpness == 1.0
+    x = torch.randn(64, 3)
+    assert set(dst(x).unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(dst(x), src(x))
+
+
+def test_loading_an_out_of_range_sharpness_is_an_error():
+    layer = ws.nn.SpikingBReLU()
+    with pytest.raises(RuntimeError, match="_sharpness"):
+        layer.load_state_dict({"_sharpness": torch.tensor(1.5, dtype=torch.float64)})
+
+
 @pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
 def test_sharpness_out_of_range_is_rejected(bad):
     with pytest.raises(ValueError, match="sharpness"):

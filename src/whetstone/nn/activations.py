@@ -30,13 +30,19 @@ class Sharpenable(nn.Module, ABC):
     def __init__(self, sharpness: float = 0.0, surrogate: Surrogate | None = None) -> None:
         super().__init__()
         self.register_buffer("_sharpness", torch.tensor(0.0, dtype=torch.float64))
+        self._value = 0.0  # host copy of the buffer: reading it never waits for a GPU
         self.sharpness = sharpness
         self.surrogate = surrogate
 
     @property
     def sharpness(self) -> float:
-        """Current sharpness as a Python float (backed by a buffer)."""
-        return float(self._sharpness)
+        """Current sharpness as a Python float (backed by a buffer).
+
+        The value is mirrored on the host, so the forward pass and the schedules read it
+        without a device-to-host copy (which on a GPU would stall every batch). Writes go
+        through this setter or :meth:`load_state_dict`, which keep both in step.
+        """
+        return self._value
 
     @sharpness.setter
     def sharpness(self, value: float) -> None:
@@ -44,6 +50,17 @@ class Sharpenable(nn.Module, ABC):
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"sharpness must lie in [0, 1], got {value}")
         self._sharpness.fill_(value)
+        self._value = value
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,  # type: ignore[no-untyped-def]
+                              missing_keys, unexpected_keys, error_msgs) -> None:
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
+                                      missing_keys, unexpected_keys, error_msgs)
+        value = float(self._sharpness)
+        if not 0.0 <= value <= 1.0:
+            error_msgs.append(f"{prefix}_sharpness: {value} does not lie in [0, 1]")
+            return
+        self._value = value
 
     @abstractmethod
     def soft(self, x: Tensor, sharpness: float) -> Tensor:

@@ -92,6 +92,9 @@ def train_run(
     t_start = time.perf_counter()
     train = load_split(config.dataset, "train", data_dir, train_limit)
     test = load_split(config.dataset, "test", data_dir, test_limit)
+    if torch.device(device).type != "cpu":  # whole dataset on the accelerator: no copy per batch
+        train = Split(train.x.to(device), train.y.to(device))
+        test = Split(test.x.to(device), test.y.to(device))
     model = build_model(config)
     optimizer = build_optimizer(config, model)
     sharpener = build_sharpener(config)

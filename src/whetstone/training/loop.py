@@ -94,8 +94,9 @@ def fit(
     for epoch in range(start_epoch, epochs):
         model.train()
         t0 = time.perf_counter()
-        loss_sum = torch.zeros((), dtype=torch.float64)
-        correct = torch.zeros((), dtype=torch.int64)
+        # running sums stay on the device: no host copy (and no GPU stall) per batch
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
         seen = 0
         bar = tqdm(train_loader, total=steps, desc=f"epoch {epoch + 1}/{epochs}",
                    disable=not progress, leave=False, dynamic_ncols=True)
