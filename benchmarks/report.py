@@ -32,7 +32,10 @@ def _against(values: list[float], target: float | None) -> str:
 
 
 def _load(pattern: str) -> list[dict[str, Any]]:
-    return [json.loads(p.read_text()) for p in sorted(RESULTS.glob(pattern))]
+    """Full results matching ``pattern`` (``--quick`` smoke results, named ``*-quick*``, are
+    never reported)."""
+    return [json.loads(p.read_text()) for p in sorted(RESULTS.glob(pattern))
+            if "-quick" not in p.stem]
 
 
 def _pct(values: list[float]) -> str:
