@@ -34,4 +34,7 @@ for recipe in $(printf '%s\n' $jobs | cut -d: -f1 | sort -u); do
     # shellcheck disable=SC2086
     "$py" -m benchmarks.accuracy --merge $files --out "$results/accuracy-$recipe.json" \
         && echo "$recipe: $(echo $files | wc -w) seed file(s) -> $results/accuracy-$recipe.json"
+    # the sharpening timeline of the lowest seed, shown beside the accuracy table
+    first=$(ls -d "$runs/$recipe"-sharpened-seed*/ 2>/dev/null | sort | head -n 1)
+    [ -n "$first" ] && [ -f "$first/sharpening.png" ] && cp "$first/sharpening.png" "$results/sharpening-$recipe.png"
 done

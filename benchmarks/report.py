@@ -103,6 +103,10 @@ def accuracy_section() -> list[str]:
             f"{epoch_s:.1f} |")
         seeds = sorted({r["seed"] for r in runs})
         details.append(f"- **{res['label']}** (seeds {seeds}): {_env_line(res['environment'])}")
+        timeline = RESULTS / f"sharpening-{res['label']}.png"
+        if timeline.exists():
+            details.append(f"  - sharpening timeline of seed {seeds[0]}: "
+                           f"![{res['label']}](benchmarks/results/{timeline.name})")
         if res["label"].endswith("-gpu"):
             details.append("  - trained by `benchmarks/gpu-cnn.sh`: every (recipe, seed) process "
                            "at once on one GPU, so its seconds per epoch are those of a shared GPU")
