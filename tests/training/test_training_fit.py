@@ -103,3 +103,23 @@ def test_resume_continues_like_an_uninterrupted_run(tmp_path):
     rest = ws.training.fit(model3, loader, 5, opt3, sharpener=sh3, progress=False, start_epoch=2)
     assert [r.sharpness for r in rest] == [r.sharpness for r in full[2:]]
     assert rest[-1].train_loss == pytest.approx(full[-1].train_loss, rel=1e-6)
+
+
+def test_evaluate_runs_without_tf32_and_restores_the_flags():
+    """A binary network's predictions hang on the threshold: evaluation is full float32."""
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+            return torch.zeros(len(x), 2)
+
+    before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        loader = [(torch.zeros(4, 3), torch.zeros(4, dtype=torch.long))]
+        assert ws.training.evaluate(Probe(), loader) == 1.0
+        assert seen == [(False, False)]
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before

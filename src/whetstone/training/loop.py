@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -22,19 +23,37 @@ class TrainingError(FloatingPointError):
     """Training cannot go on (a NaN or infinite loss)."""
 
 
+@contextmanager
+def full_float32() -> Iterator[None]:
+    """Disable TF32 in cuDNN convolutions and CUDA matmuls for the block (no effect on CPU).
+
+    PyTorch lets cuDNN convolutions round their inputs to TF32 (10-bit mantissa) by default.
+    Training tolerates that, but a binary network's prediction hangs on which side of the
+    threshold each pre-activation falls, so evaluation runs in full float32.
+    """
+    cudnn, matmul = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = cudnn, matmul
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Batches, device: str | torch.device = "cpu") -> float:
-    """Accuracy (fraction correct) of ``model``'s argmax over class logits on ``loader``."""
+    """Accuracy (fraction correct) of ``model``'s argmax over class logits on ``loader``,
+    computed in full float32 (:func:`full_float32`)."""
     was_training = model.training
     model.eval()
     correct = total = 0
-    try:
-        for x, y in loader:
-            x, y = x.to(device), y.to(device)
-            correct += int((model(x).argmax(dim=1) == y).sum())
-            total += int(y.numel())
-    finally:
-        model.train(was_training)
+    with full_float32():
+        try:
+            for x, y in loader:
+                x, y = x.to(device), y.to(device)
+                correct += int((model(x).argmax(dim=1) == y).sum())
+                total += int(y.numel())
+        finally:
+            model.train(was_training)
     if total == 0:
         raise ValueError("evaluate: the loader yielded no samples")
     return correct / total
