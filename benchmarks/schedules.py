@@ -160,7 +160,9 @@ def section() -> list[str]:
              "layer first stood at 1, per schedule (the preset's arguments for each) and "
              "allocation (bottom-up: lower layers finish first; uniform: the same schedule's "
              "model sharpness given to every layer, same timing), on total-epoch budgets (a "
-             "shorter budget scales the schedule with the training). Mean ± std over seeds.",
+             "shorter budget scales the schedule with the training). A run that never reached "
+             "sharpness 1 (*never*) is evaluated with every layer forced to 1. Mean ± std over "
+             "seeds.",
              ""]
     for res in found:
         groups = by_setting(res)
