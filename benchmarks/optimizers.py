@@ -80,7 +80,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     plt = pyplot()
     groups = by_setting(result)
     schedules = result["schedules"]
-    fig, axes = plt.subplots(2, len(schedules), figsize=(4.5 * len(schedules), 6.5),
+    fig, axes = plt.subplots(2, len(schedules), figsize=(max(4.5 * len(schedules), 6.5), 6.5),
                              squeeze=False)
     width = 0.38
     for col, schedule in enumerate(schedules):
