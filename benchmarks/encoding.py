@@ -34,7 +34,9 @@ from .sweep import (
     full_results,
     mean_spread,
     parser,
+    provenance,
     pyplot,
+    recipe_note,
     shorten,
 )
 
@@ -125,7 +127,8 @@ def main(argv: list[str] | None = None) -> None:
         config = shorten(config, QUICK_EPOCHS)
     classes = int(config.key["classes"])
     out = args.out or RESULTS / f"{STUDY}-{label}.json"
-    header = {"preset": args.preset, "dataset": config.dataset, "quick": args.quick,
+    header = {"preset": args.preset, "recipe": args.recipe and str(args.recipe),
+              "dataset": config.dataset, "quick": args.quick,
               "classes": classes, "base_config": config.to_dict(),
               "what": "fully binary test accuracy and dead output neurons (never firing on the "
                       "test set at sharpness 1) against the output code"}
@@ -142,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def section() -> list[str]:
     """BENCHMARKS.md lines from the full encoding results ([] when there are none)."""
-    from .report import _env_line, _pct
+    from .report import _pct
 
     found = full_results(STUDY)
     if not found:
@@ -166,8 +169,8 @@ def section() -> list[str]:
         seeds = sorted({r["seed"] for r in res["runs"]})
         lines += ["", f"![accuracy and dead outputs against neurons per class]"
                       f"(benchmarks/results/{STUDY}-{res['label']}.png)", "",
-                  f"- **{res['label']}** (seeds {seeds}, {epochs_trained(res)} epochs): "
-                  f"{_env_line(res['environment'])}", ""]
+                  f"- **{res['label']}** (seeds {seeds}, {epochs_trained(res)} epochs"
+                  f"{recipe_note(res)}):", *provenance(res), ""]
     return lines
 
 

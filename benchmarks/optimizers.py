@@ -32,7 +32,9 @@ from .sweep import (
     full_results,
     mean_spread,
     parser,
+    provenance,
     pyplot,
+    recipe_note,
     shorten,
 )
 
@@ -133,7 +135,8 @@ def main(argv: list[str] | None = None) -> None:
         cfg = variant(config, name, bn, schedule)
         configs[name, bn, schedule] = shorten(cfg, QUICK_EPOCHS) if args.quick else cfg
     out = args.out or RESULTS / f"{STUDY}-{label}.json"
-    header = {"preset": args.preset, "dataset": config.dataset, "quick": args.quick,
+    header = {"preset": args.preset, "recipe": args.recipe and str(args.recipe),
+              "dataset": config.dataset, "quick": args.quick,
               "optimizers": args.optimizers, "schedules": args.schedules,
               "hyperparameters": {name: effective_hyperparameters(configs[name, False,
                                                                           args.schedules[0]])
@@ -153,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def section() -> list[str]:
     """BENCHMARKS.md lines from the full optimizer results ([] when there are none)."""
-    from .report import _env_line, _pct
+    from .report import _pct
 
     found = full_results(STUDY)
     if not found:
@@ -187,8 +190,8 @@ def section() -> list[str]:
         lines += ["", f"Hyperparameters (as torch ran them): {hyper}.", "",
                   f"![accuracy and epochs to sharpness 1 per optimizer]"
                   f"(benchmarks/results/{STUDY}-{res['label']}.png)", "",
-                  f"- **{res['label']}** (seeds {seeds}, {epochs_trained(res)} epochs): "
-                  f"{_env_line(res['environment'])}", ""]
+                  f"- **{res['label']}** (seeds {seeds}, {epochs_trained(res)} epochs"
+                  f"{recipe_note(res)}):", *provenance(res), ""]
     return lines
 
 

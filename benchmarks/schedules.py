@@ -35,7 +35,9 @@ from .sweep import (
     full_results,
     mean_spread,
     parser,
+    provenance,
     pyplot,
+    recipe_note,
     shorten,
 )
 
@@ -128,7 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     variants = [(schedule, allocation, budget) for budget in budgets
                 for schedule in args.schedules for allocation in args.allocations]
     out = args.out or RESULTS / f"{STUDY}-{label}.json"
-    header = {"preset": args.preset, "dataset": config.dataset, "quick": args.quick,
+    header = {"preset": args.preset, "recipe": args.recipe and str(args.recipe),
+              "dataset": config.dataset, "quick": args.quick,
               "schedules": args.schedules, "allocations": args.allocations,
               "budgets": budgets, "base_config": config.to_dict(),
               "what": "fully binary test accuracy and epochs until every layer is at sharpness "
@@ -150,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def section() -> list[str]:
     """BENCHMARKS.md lines from the full schedule results ([] when there are none)."""
-    from .report import _env_line, _pct
+    from .report import _pct
 
     found = full_results(STUDY)
     if not found:
@@ -190,8 +193,8 @@ def section() -> list[str]:
                 path = timeline_path(res["label"], schedule, allocation)
                 if path.is_file():
                     lines.append(f"![{schedule}, {allocation}](benchmarks/results/{path.name})")
-        lines += ["", f"- **{res['label']}** (seeds {seeds}): {_env_line(res['environment'])}",
-                  ""]
+        lines += ["", f"- **{res['label']}** (seeds {seeds}{recipe_note(res)}):",
+                  *provenance(res), ""]
     return lines
 
 

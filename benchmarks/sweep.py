@@ -2,7 +2,10 @@
 
 A study trains one configuration per (setting, seed) with :func:`whetstone.runs.train_run`
 and rewrites its JSON after every run. A (setting, seed) already in the JSON with the same
-configuration and data limits is not trained again, so a full study can span sessions.
+configuration and data limits is not trained again, so a full study can span sessions. Every
+invocation that trains something is recorded in ``invocations`` (date, machine, versions,
+command) and each run names the invocation that trained it, so the report can say which
+command produced which runs.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 import torch
 
-from whetstone.presets import TrainConfig, get_preset
+from whetstone.presets import TrainConfig, get_preset, read_toml
 from whetstone.runs import train_run
 from whetstone.sharpening.schedules import SHARPENERS
 from whetstone.training.history import History
@@ -36,7 +39,9 @@ def parser(study: str, doc: str | None) -> argparse.ArgumentParser:
     """The options every sweep study takes."""
     p = argparse.ArgumentParser(prog=f"python -m benchmarks.run {study}", description=doc,
                                 formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--preset", default="mnist-dense")
+    p.add_argument("--preset", help="preset name (default: mnist-dense, or the recipe's)")
+    p.add_argument("--recipe", type=Path,
+                   help="TOML recipe: a preset plus overrides; the result label is its file name")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--device", default="cpu")
     p.add_argument("--quick", action="store_true",
@@ -48,11 +53,21 @@ def parser(study: str, doc: str | None) -> argparse.ArgumentParser:
 
 
 def base_config(args: argparse.Namespace) -> tuple[TrainConfig, str, dict[str, int | None]]:
-    """The preset, the result label and the data limits; ``--quick`` keeps the first seed."""
+    """The preset (with ``--recipe``'s overrides), the result label and the data limits.
+
+    Sets ``args.preset`` to the preset the configuration starts from; ``--quick`` keeps the
+    first seed and labels the result ``LABEL-quick``.
+    """
+    values: dict[str, Any] = read_toml(args.recipe) if args.recipe else {}
+    preset = args.preset or values.pop("preset", None) or "mnist-dense"
+    values.pop("preset", None)
+    args.preset = preset
+    config = get_preset(preset).merged(values)
+    label = args.recipe.stem if args.recipe else preset
     if not args.quick:
-        return get_preset(args.preset), args.preset, dict(FULL_LIMITS)
+        return config, label, dict(FULL_LIMITS)
     args.seeds = args.seeds[:1]
-    return get_preset(args.preset), f"{args.preset}-quick", dict(QUICK_LIMITS)
+    return config, f"{label}-quick", dict(QUICK_LIMITS)
 
 
 def scale_schedule(schedule: dict[str, Any], factor: float) -> dict[str, Any]:
@@ -124,8 +139,14 @@ class Sweep:
         self.result: dict[str, Any] = {
             "study": study, "label": label, **header, "limits": limits,
             "environment": old.get("environment") or environment(device),
+            "invocations": old.get("invocations", []),
             "runs": old.get("runs", []),
         }
+        if old.get("runs") and "invocations" not in old:
+            # written before invocations were recorded: keep its last invocation's environment
+            self.result["legacy_environment"] = old["environment"]
+        elif "legacy_environment" in old:
+            self.result["legacy_environment"] = old["legacy_environment"]
         self._ran_any = False
 
     def find(self, setting: str, seed: int) -> dict[str, Any] | None:
@@ -159,7 +180,9 @@ class Sweep:
             record.update(measure(run_dir, config))
         if not self._ran_any:
             self.result["environment"] = environment(self.device)
+            self.result["invocations"].append(self.result["environment"])
             self._ran_any = True
+        record["invocation"] = len(self.result["invocations"]) - 1
         self.result["runs"] = [r for r in self.result["runs"] if r is not old] + [record]
         write_json(self.out, self.result)
         print(f"{self.result['label']} {setting} seed {seed}: binary "
@@ -200,6 +223,38 @@ def mean_spread(values: list[float | None], digits: int = 1) -> str:
     if len(present) > 1:
         text += f" ± {statistics.pstdev(present):.{digits}f} (n={len(present)})"
     return text + (f"; never in {missing}" if missing else "")
+
+
+def recipe_note(res: dict[str, Any]) -> str:
+    """``, recipe `PATH``` for a sweep run from a TOML recipe, else ``""``."""
+    return f", recipe `{res['recipe']}`" if res.get("recipe") else ""
+
+
+def provenance(res: dict[str, Any]) -> list[str]:
+    """Report lines naming the command, date, machine and versions behind a sweep's runs.
+
+    One line per recorded invocation, with the settings and seeds it trained. Files written
+    before invocations were recorded hold only the environment of their last invocation; the
+    line says so and gives the dates of the runs it cannot attribute.
+    """
+    from .report import _env_line
+
+    invocations = res.get("invocations", [])
+    lines = []
+    for i, env in enumerate(invocations):
+        runs = [r for r in res["runs"] if r.get("invocation") == i]
+        if runs:
+            seeds = sorted({r["seed"] for r in runs})
+            lines.append(f"  - {len(runs)} runs, seeds {seeds}: {_env_line(env)}")
+    unattributed = [r for r in res["runs"] if r.get("invocation") is None]
+    if unattributed:
+        dates = sorted(r["date"] for r in unattributed)
+        last = res.get("legacy_environment") or (None if invocations else res["environment"])
+        lines.append(f"  - {len(unattributed)} runs from {dates[0]} to {dates[-1]}, trained before "
+                     "this sweep recorded every invocation; "
+                     + (f"the last of those invocations: {_env_line(last)}" if last
+                        else "their commands were not recorded"))
+    return lines
 
 
 def epochs_trained(res: dict[str, Any]) -> str:

@@ -43,6 +43,20 @@ def test_cnn_has_batchnorm_before_every_activation():
         (32, 7), (64, 7), (64, 5), (64, 5), (128, 3), (128, 3)]
 
 
+@pytest.mark.parametrize("batchnorm", [True, False])
+def test_vgg_cnn_batchnorm_switch(batchnorm):
+    config = get_preset("cifar10-cnn").merged(
+        {"model": {"widths": [4, 8], "dense_width": 16, "batchnorm": batchnorm}})
+    model = build_model(config)
+    norms = [m for m in model if isinstance(m, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d)]
+    weighted = [m for m in model if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]
+    assert len(norms) == (len(weighted) if batchnorm else 0) == (6 if batchnorm else 0)
+    # a layer followed by BatchNorm needs no bias; without BatchNorm each keeps its own
+    assert all((m.bias is None) == batchnorm for m in weighted)
+    assert len(ws.sharpening.sharpenable_layers(model)) == 6
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
 def test_same_seed_same_model():
     a = build_model(get_preset("mnist-dense"))
     b = build_model(get_preset("mnist-dense"))

@@ -107,19 +107,26 @@ def vgg_cnn(
     image_size: int = 32,
     widths: Sequence[int] = (64, 128, 256),
     dense_width: int = 256,
+    batchnorm: bool = True,
     act: Callable[[], nn.Module] = SpikingBReLU,
 ) -> nn.Sequential:
     """VGG-style: per stage two Conv3x3 -> BatchNorm -> act, then MaxPool2; Dense -> BN -> act;
-    Dense(W) -> BN -> act; SoftmaxDecode. Input ``(N, C, H, W)``."""
+    Dense(W) -> BN -> act; SoftmaxDecode. Input ``(N, C, H, W)``.
+
+    ``batchnorm=False`` drops every BatchNorm and gives the Conv/Dense layers a bias instead.
+    """
     layers: list[nn.Module] = []
     c, size = in_channels, image_size
     for w in widths:
-        layers += _conv_block(c, w, 3, True, act) + _conv_block(w, w, 3, True, act)
+        layers += _conv_block(c, w, 3, batchnorm, act) + _conv_block(w, w, 3, batchnorm, act)
         layers.append(nn.MaxPool2d(2))
         c, size = w, size // 2
     layers.append(nn.Flatten())
     for f_in, f_out in ((c * size * size, dense_width), (dense_width, key.shape[1])):
-        layers += [nn.Linear(f_in, f_out, bias=False), nn.BatchNorm1d(f_out), act()]
+        layers.append(nn.Linear(f_in, f_out, bias=not batchnorm))
+        if batchnorm:
+            layers.append(nn.BatchNorm1d(f_out))
+        layers.append(act())
     layers.append(SoftmaxDecode(key))
     return nn.Sequential(*layers)
 
