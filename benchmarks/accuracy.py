@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +166,63 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{label} {variant} seed {seed}: binary {summary['test_accuracy_binary']:.4f}"
                   f" current {summary['test_accuracy']:.4f} ({summary['train_seconds']:.0f} s)",
                   flush=True)
+
+
+def plot_summary(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Study 1 as a figure: per recipe, the fully binary, conventional and thresholded test
+    accuracy (mean, bar; each seed, dot) and issue 4's goal (dashed), one panel per dataset.
+
+    ``rows``: dicts with ``label``, ``dataset`` (panel title), ``device``, ``goal`` (fraction
+    or ``None``) and the per-seed fractions ``binary``, ``conventional``, ``thresholded``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(row["dataset"], []).append(row)
+    kinds = (("binary", "fully binary (sharpened)", "C0"),
+             ("conventional", "conventional (never sharpened)", "C2"),
+             ("thresholded", "conventional, thresholded", "C3"))
+    widths = [len(members) + 0.6 for members in groups.values()]
+    fig, axes = plt.subplots(1, len(groups), figsize=(1.15 * sum(widths) + 1.5, 5), squeeze=False,
+                             gridspec_kw={"width_ratios": widths})
+    labelled: set[str] = set()
+
+    def once(name: str) -> str | None:
+        """``name`` the first time (one legend entry per kind), then ``None``."""
+        if name in labelled:
+            return None
+        labelled.add(name)
+        return name
+
+    for ax, (dataset, members) in zip(axes[0], groups.items(), strict=True):
+        lows = [100.0]
+        for i, row in enumerate(members):
+            for j, (key, name, color) in enumerate(kinds):
+                values = [100 * v for v in row[key]]
+                if values:
+                    x = i + (j - 1) * 0.27
+                    ax.bar(x, statistics.mean(values), 0.25, color=color, label=once(name))
+                    ax.plot([x] * len(values), values, "k.", ms=3)
+                    lows.append(min(values))
+            if row["goal"] is not None:
+                ax.plot([i - 0.45, i + 0.45], [100 * row["goal"]] * 2, "k--", lw=1,
+                        label=once("goal (issue 4)"))
+        ax.set_xticks(range(len(members)),
+                      [f"{r['label']}\n({r['device'].split(' ')[0]})" for r in members],
+                      rotation=35, ha="right", fontsize=7)
+        ax.set_ylim(max(0.0, min(lows) - 3), 100)
+        ax.set_title(dataset, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy (%)")
+    fig.legend(loc="lower center", ncol=4, fontsize=8)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 if __name__ == "__main__":

@@ -89,7 +89,8 @@ def accuracy_section() -> list[str]:
              "| conventional (%) | conventional thresholded (%) | bar | goal (issue 4) "
              "| seconds/epoch |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    details = []
+    details: list[str] = []
+    plotted: list[dict[str, Any]] = []
     for res in _load("accuracy-*.json"):
         if res.get("quick"):
             continue
@@ -119,6 +120,11 @@ def accuracy_section() -> list[str]:
             f"{'' if bar is None else f'{100 * bar:.1f}'} | "
             f"{'' if goal is None else f'{100 * goal:.1f}'}{_against(binary, goal)} | "
             f"{epoch_s:.1f} |")
+        plotted.append({"label": res["label"], "device": res["environment"]["device"],
+                        "dataset": DATASETS.get(res["dataset"], res["dataset"]),
+                        "binary": binary, "goal": goal,
+                        "conventional": [r["test_accuracy"] for r in conv],
+                        "thresholded": [r["test_accuracy_binary"] for r in conv]})
         seeds = sorted({r["seed"] for r in runs})
         details.append(f"- **{res['label']}** (seeds {seeds}): {_env_line(res['environment'])}")
         timeline = RESULTS / f"sharpening-{res['label']}.png"
@@ -134,7 +140,12 @@ def accuracy_section() -> list[str]:
                     for r in runs if r.get("reused_from")]
     if len(lines) == 6:
         lines.append("| (no full results yet) |||||||||||||")
-    return [*lines, "", *details, ""]
+        return [*lines, ""]
+    from .accuracy import plot_summary  # imports torch: only when there is something to plot
+
+    figure = plot_summary(plotted, RESULTS / "accuracy.png")
+    return [*lines, "", f"![binary, conventional and thresholded accuracy per recipe]"
+            f"(benchmarks/results/{figure.name})", "", *details, ""]
 
 
 def speed_section() -> list[str]:
