@@ -8,6 +8,12 @@ sharpen). For each: the fully binary test accuracy and the epoch at which every 
 stood at sharpness 1. Learning rates are ``whetstone.presets.build.DEFAULT_LR``; the JSON
 states every optimizer's effective hyperparameters.
 
+``sgd-clip`` (not run by default: ``--optimizers sgd-clip``) is SGD with momentum whose
+gradient norm is bounded by ``SGD_CLIP`` before each step: it tests whether plain SGD's
+collapse without BatchNorm comes from the sharpened activations' growing slope
+``1 / (1 - s + 0.001)``. A rerun with other ``--optimizers`` or ``--schedules`` adds to the
+JSON: its header lists every optimizer and schedule the file holds runs of.
+
     python -m benchmarks.run optimizers --preset mnist-dense --seeds 0 1 2
     python -m benchmarks.run optimizers --quick
 """
@@ -15,12 +21,13 @@ states every optimizer's effective hyperparameters.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 from pathlib import Path
 from typing import Any
 
 from whetstone.presets import TrainConfig, build_model, build_optimizer
-from whetstone.presets.build import DEFAULT_LR
+from whetstone.presets.build import CLIP_GRAD_NORM, DEFAULT_LR, gradient_clip
 
 from .common import RESULTS
 from .sweep import (
@@ -40,11 +47,15 @@ from .sweep import (
 
 STUDY = "optimizers"
 OPTIMIZERS = ("adam", "adadelta", "rmsprop", "sgd")
+CHOICES = (*OPTIMIZERS, "sgd-clip")
 SGD_MOMENTUM = 0.9
+SGD_CLIP = 1.0
 
 
 def optimizer_spec(config: TrainConfig, name: str) -> dict[str, Any]:
     """``config.optimizer`` for ``name``: the preset's own if it uses ``name``, else defaults."""
+    if name == "sgd-clip":
+        return {**optimizer_spec(config, "sgd"), CLIP_GRAD_NORM: SGD_CLIP}
     if config.optimizer["name"] == name:
         return dict(config.optimizer)
     spec: dict[str, Any] = {"name": name, "lr": DEFAULT_LR[name]}
@@ -62,7 +73,15 @@ def effective_hyperparameters(config: TrainConfig) -> dict[str, Any]:
             out[k] = v
         elif isinstance(v, tuple) and all(isinstance(x, int | float) for x in v):
             out[k] = list(v)
+    if gradient_clip(config) is not None:
+        out[CLIP_GRAD_NORM] = gradient_clip(config)
     return out
+
+
+def _union(old: list[str], new: list[str], order: tuple[str, ...] = ()) -> list[str]:
+    """``old`` and ``new`` without repeats, in ``order`` where given, else first appearance."""
+    seen = list(dict.fromkeys([*old, *new]))
+    return sorted(seen, key=order.index) if order else seen
 
 
 def setting_name(optimizer: str, batchnorm: bool, schedule: str) -> str:
@@ -123,7 +142,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 def main(argv: list[str] | None = None) -> None:
     """Run the study (see the module docstring); ``argv`` defaults to the command line."""
     p = parser(STUDY, __doc__)
-    p.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS), choices=OPTIMIZERS)
+    p.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS), choices=CHOICES)
     p.add_argument("--schedules", nargs="+", default=["simple", "adaptive"],
                    help="sharpening schedules, with the preset's arguments for each")
     args: argparse.Namespace = p.parse_args(argv)
@@ -135,12 +154,14 @@ def main(argv: list[str] | None = None) -> None:
         cfg = variant(config, name, bn, schedule)
         configs[name, bn, schedule] = shorten(cfg, QUICK_EPOCHS) if args.quick else cfg
     out = args.out or RESULTS / f"{STUDY}-{label}.json"
+    old = json.loads(out.read_text()) if out.exists() else {}
+    hyper = {name: effective_hyperparameters(configs[name, False, args.schedules[0]])
+             for name in args.optimizers}
     header = {"preset": args.preset, "recipe": args.recipe and str(args.recipe),
               "dataset": config.dataset, "quick": args.quick,
-              "optimizers": args.optimizers, "schedules": args.schedules,
-              "hyperparameters": {name: effective_hyperparameters(configs[name, False,
-                                                                          args.schedules[0]])
-                                  for name in args.optimizers},
+              "optimizers": _union(old.get("optimizers", []), args.optimizers, CHOICES),
+              "schedules": _union(old.get("schedules", []), args.schedules),
+              "hyperparameters": {**old.get("hyperparameters", {}), **hyper},
               "base_config": config.to_dict(),
               "what": "fully binary test accuracy and epochs until every layer is at sharpness "
                       "1, per optimizer, without and with BatchNorm"}

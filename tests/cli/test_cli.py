@@ -86,3 +86,11 @@ def test_spiking_commands_on_a_trained_run(tmp_path, capsys, mnist_ready):
     x = np.random.default_rng(0).random((50, 1, 28, 28))
     ours = SpikingNetwork.load(out / "spiking.npz")
     assert (predict(from_nir(tmp_path / "m.nir"), x) == predict(ours, x)).all()
+
+
+def test_train_options_override_the_optimizer():
+    from whetstone.cli.main import _config_from_args, build_parser
+
+    args = build_parser().parse_args(["train", "--preset", "mnist-dense", "--optimizer", "sgd",
+                                      "--lr", "0.02", "--clip-grad-norm", "2.5"])
+    assert _config_from_args(args).optimizer == {"name": "sgd", "lr": 0.02, "clip_grad_norm": 2.5}

@@ -57,6 +57,15 @@ def test_vgg_cnn_batchnorm_switch(batchnorm):
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
 
 
+def test_clip_grad_norm_is_the_loops_not_the_optimizers():
+    config = get_preset("mnist-dense").merged(
+        {"optimizer": {"name": "sgd", "lr": 0.05, "clip_grad_norm": 1.0}})
+    optimizer = ws.presets.build_optimizer(config, build_model(config))
+    assert isinstance(optimizer, torch.optim.SGD) and "clip_grad_norm" not in optimizer.defaults
+    assert ws.presets.build.gradient_clip(config) == 1.0
+    assert ws.presets.build.gradient_clip(get_preset("mnist-dense")) is None
+
+
 def test_same_seed_same_model():
     a = build_model(get_preset("mnist-dense"))
     b = build_model(get_preset("mnist-dense"))

@@ -123,3 +123,40 @@ def test_evaluate_runs_without_tf32_and_restores_the_flags():
         assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+class _GradNormRecorder(torch.optim.SGD):
+    """SGD that records the L2 norm of the whole gradient it is asked to apply."""
+
+    def __init__(self, params, lr):
+        super().__init__(params, lr)
+        self.norms = []
+
+    def step(self, closure=None):
+        grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
+        self.norms.append(float(torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads]))))
+        return super().step(closure)
+
+
+@pytest.mark.parametrize("bound", [None, 1e-3])
+def test_clip_grad_norm_bounds_every_step(bound):
+    x, y = blobs()
+    model = small_model()
+    for layer in ws.sharpening.sharpenable_layers(model):
+        layer.sharpness = 0.99  # slope about 90: large gradients
+    optimizer = _GradNormRecorder(model.parameters(), 0.01)
+    ws.training.fit(model, ArrayLoader(x, y, 64), 1, optimizer, progress=False,
+                    clip_grad_norm=bound)
+    assert len(optimizer.norms) == 8
+    if bound is None:
+        assert max(optimizer.norms) > 1e-2  # unclipped gradients are far above the bound
+    else:
+        assert max(optimizer.norms) <= bound * (1 + 1e-5)
+
+
+def test_clip_grad_norm_must_be_positive():
+    model = small_model()
+    with pytest.raises(ValueError, match="clip_grad_norm must be positive"):
+        ws.training.fit(model, ArrayLoader(*blobs(), 64), 1,
+                        torch.optim.SGD(model.parameters(), 0.1), progress=False,
+                        clip_grad_norm=0.0)

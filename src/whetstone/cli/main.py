@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int)
     t.add_argument("--optimizer", help="adadelta, adam, adamw, rmsprop or sgd")
     t.add_argument("--lr", type=float, help="learning rate")
+    t.add_argument("--clip-grad-norm", type=float, metavar="MAX",
+                   help="bound the gradient's L2 norm before each step (e.g. for SGD)")
     t.add_argument("--schedule", help="simple, scheduled, adaptive, or none (never sharpen)")
     t.add_argument("--surrogate", help="straight-through, arctan or none: gradient at sharpness 1")
     t.add_argument("--lr-schedule", help="cosine or none")
@@ -103,6 +105,8 @@ def _config_from_args(args: argparse.Namespace) -> Any:
         config.optimizer = {"name": args.optimizer, "lr": DEFAULT_LR.get(args.optimizer, 1e-3)}
     if args.lr is not None:
         config.optimizer = {**config.optimizer, "lr": args.lr}
+    if args.clip_grad_norm is not None:
+        config.optimizer = {**config.optimizer, "clip_grad_norm": args.clip_grad_norm}
     return config
 
 

@@ -62,12 +62,25 @@ DEFAULT_LR: dict[str, float] = {"adadelta": 4.0, "adam": 1e-3, "adamw": 1e-3, "r
 """Learning rate used when an optimizer is chosen without one (Adadelta: the original's 4.0)."""
 
 
+CLIP_GRAD_NORM = "clip_grad_norm"
+"""Key of ``config.optimizer`` that is not the optimizer's: the gradient-norm bound of
+:func:`whetstone.training.fit` (absent: no clipping)."""
+
+
+def gradient_clip(config: TrainConfig) -> float | None:
+    """The gradient-norm bound of ``config`` (``optimizer.clip_grad_norm``), ``None`` if unset."""
+    value = config.optimizer.get(CLIP_GRAD_NORM)
+    return None if value is None else float(value)
+
+
 def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     """Optimizer from ``config.optimizer`` (``name``, ``lr``, other keyword arguments).
 
-    ``sgd`` defaults to momentum 0.9.
+    ``sgd`` defaults to momentum 0.9. ``clip_grad_norm`` is not passed to the optimizer (see
+    :func:`gradient_clip`).
     """
     spec: dict[str, Any] = dict(config.optimizer)
+    spec.pop(CLIP_GRAD_NORM, None)
     name = spec.pop("name")
     try:
         cls = _OPTIMIZERS[name]

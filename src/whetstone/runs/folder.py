@@ -27,6 +27,7 @@ from ..presets.build import (
     build_model,
     build_optimizer,
     build_sharpener,
+    gradient_clip,
 )
 from ..presets.config import TrainConfig
 from ..sharpening.allocation import get_layer_sharpness, is_fully_sharp, sharpenable_layers
@@ -112,6 +113,7 @@ def train_run(
         channels_last=any(isinstance(m, nn.Conv2d) for m in model.modules()),
         scheduler=build_lr_scheduler(config, optimizer),
         loss_fn=torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
+        clip_grad_norm=gradient_clip(config),
     )
     save_weights(model, out / WEIGHTS, metadata={"format": "whetstone-run", "version": __version__})
     final_current = history[-1].val_accuracy

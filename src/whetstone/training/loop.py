@@ -86,6 +86,7 @@ def fit(
     on_epoch: Callable[[EpochRecord], None] | None = None,
     val_every: int = 1,
     channels_last: bool = False,
+    clip_grad_norm: float | None = None,
 ) -> History:
     """Train ``model`` for ``epochs`` epochs, sharpening it with ``sharpener``.
 
@@ -98,7 +99,14 @@ def fit(
     :class:`TrainingError`. ``scheduler`` (a learning-rate scheduler) steps once per epoch.
     ``val_every`` validates every this many epochs (and always after the last one).
     ``channels_last`` stores model and image batches NHWC (faster convolutions on CPU).
+    ``clip_grad_norm`` rescales the gradient of all parameters together before each step so
+    that its L2 norm is at most this value (:func:`torch.nn.utils.clip_grad_norm_`): a sharpened
+    BReLU's slope grows as ``1 / (1 - s + 0.001)``, so optimizers whose step scales with the
+    gradient (SGD) may need it.
     """
+    if clip_grad_norm is not None and not clip_grad_norm > 0:
+        raise ValueError(f"clip_grad_norm must be positive, got {clip_grad_norm}")
+    params = [p for p in model.parameters() if p.requires_grad]
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     model.to(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -128,6 +136,8 @@ def fit(
             loss = loss_fn(logits, y)
             if loss.requires_grad:  # False once every layer is a step with no surrogate
                 loss.backward()
+                if clip_grad_norm is not None:
+                    nn.utils.clip_grad_norm_(params, clip_grad_norm)
                 optimizer.step()
             if sharpener is not None:
                 sharpener.on_batch_end(model)
