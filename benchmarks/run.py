@@ -19,6 +19,7 @@ STUDIES: dict[str, str] = {
     "precision": "benchmarks.precision",
     "peers-direct": "benchmarks.peers_direct",
     "peers-conversion": "benchmarks.peers_conversion",
+    "peers-sinabs": "benchmarks.peers_sinabs",
 }
 """Study name -> module; each module has ``main(argv)``."""
 
