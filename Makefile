@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 TORCH_PIN ?= torch==2.13.0
 SEED ?= 0
 
-.PHONY: demo test lint bench bench-mnist-dense bench-mnist-cnn bench-fashion-cnn bench-speed report clean bench-smoke bench-studies bench-peers-direct bench-peers-conversion
+.PHONY: demo test lint bench bench-mnist-dense bench-mnist-cnn bench-fashion-cnn bench-speed report clean bench-smoke bench-studies bench-peers-direct bench-peers-conversion bench-peers-sinabs
 
 $(VENV)/.base:
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,7 @@ bench-smoke: $(VENV)/.bench
 	OMP_NUM_THREADS=1 $(PY) -m benchmarks.run precision --quick
 	OMP_NUM_THREADS=1 $(PY) -m benchmarks.run peers-direct --quick
 	OMP_NUM_THREADS=1 $(PY) -m benchmarks.run peers-conversion --quick
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.run peers-sinabs --quick --torch-pin $(TORCH_PIN)
 
 # The peers of the side-by-side studies declare torchvision (another torch): --no-deps.
 $(VENV)/.bench: $(VENV)/.dev
@@ -86,6 +87,11 @@ bench-peers-direct: $(VENV)/.bench
 bench-peers-conversion: $(VENV)/.bench
 	$(PY) -m benchmarks.run peers-conversion --seeds 0
 
+# Sinabs pins nir<=1.0.4 (the project's nir extra needs more): the study builds its own
+# environment, .venv-sinabs ($(TORCH_PIN) first, then Sinabs with the same pin), on first use.
+bench-peers-sinabs: $(VENV)/.bench
+	$(PY) -m benchmarks.run peers-sinabs --seeds 0 --torch-pin $(TORCH_PIN)
+
 report: $(VENV)/.dev
 	$(PY) -m benchmarks.report
 
@@ -93,4 +99,4 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check src tests benchmarks
 
 clean:
-	rm -rf $(VENV) runs/demo
+	rm -rf $(VENV) .venv-sinabs runs/demo

@@ -268,12 +268,13 @@ def main() -> None:
         optimizers,
         peers_conversion,
         peers_direct,
+        peers_sinabs,
         precision,
         schedules,
     )
 
     for study in (encoding, optimizers, schedules, activity, precision, peers_direct,
-                  peers_conversion):
+                  peers_conversion, peers_sinabs):
         out += study.section()
     (ROOT / "BENCHMARKS.md").write_text("\n".join(out))
     print(f"wrote {ROOT / 'BENCHMARKS.md'}")
