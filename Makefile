@@ -53,11 +53,14 @@ bench-speed: $(VENV)/.dev
 	$(PY) -m benchmarks.speed
 	$(PY) -m benchmarks.demo
 
-# The sweep studies in --quick mode (2 epochs on 2,000 images, seed 0; a few minutes): checks
+# Every study in --quick mode (2 epochs on 2,000 images, seed 0; a few minutes): checks
 # that they run end to end. Writes *-quick.json/png to benchmarks/results/, which the report skips.
 bench-smoke: $(VENV)/.bench
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.run accuracy --preset mnist-dense --quick
 	OMP_NUM_THREADS=1 $(PY) -m benchmarks.run encoding --quick
 	OMP_NUM_THREADS=1 $(PY) -m benchmarks.run optimizers --quick
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.run optimizers --quick --optimizers sgd-clip \
+		--recipe benchmarks/recipes/mnist-small-cnn.toml --schedules scheduled
 	OMP_NUM_THREADS=1 $(PY) -m benchmarks.run schedules --quick
 	OMP_NUM_THREADS=1 $(PY) -m benchmarks.run activity --quick
 	OMP_NUM_THREADS=1 $(PY) -m benchmarks.run precision --quick
