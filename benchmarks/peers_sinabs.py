@@ -15,13 +15,18 @@ widely used conversion toolkit, SynSense's Sinabs (``sinabs.from_model``). Per s
    with the torch pin, so pip can never swap torch; Sinabs 3.1.3 requires ``nir<=1.0.4``,
    which conflicts with the project's ``nir`` extra). The ANN's weights, the test set and the
    calibration images (the training images) travel as plain ``.npz`` files to
-   ``benchmarks/sinabs_worker.py``, which runs with that environment's python:
-   ``sinabs.utils.normalize_weights`` (layer-wise data-based normalisation: each Linear is
-   divided by the chosen percentile of its ReLU's output on the calibration images, the
-   analogue of SpikingJelly's ``max`` and ``99.9%`` modes), then ``sinabs.from_model``
-   (every ReLU an ``IAFSqueeze``: threshold 1, subtractive reset, one spike per step at most),
-   the image as constant input current for T = 1, 2, 4, ... steps, the key's decode of the
-   output spike counts (argmax).
+   ``benchmarks/sinabs_worker.py``, which runs with that environment's python. There the ANN
+   is normalised layer by layer on the calibration images (modes ``max`` and ``99.9%``, the
+   analogues of SpikingJelly's: with ``lambda_l`` that percentile of ReLU ``l``'s output,
+   Linear ``l``'s weights times ``lambda_(l-1) / lambda_l``, its bias over ``lambda_l``; the
+   ANN's classes unchanged), then converted by ``sinabs.from_model`` (every ReLU an
+   ``IAFSqueeze``: threshold 1, subtractive reset, one spike per step at most) and run with
+   the image as constant input current for T = 1, 2, 4, ... steps; the class is the key's
+   decode of the output spike counts (argmax). The modes ``sinabs:max`` and ``sinabs:99.9%``
+   normalise with Sinabs's own ``sinabs.utils.normalize_weights`` as shipped instead, which
+   divides weights and bias of each layer alike and so changes a network with biases (their
+   ``normalised_ann_accuracy`` shows by how much, before any spiking); they are measured and
+   reported beside the others, not used for the comparison.
 
 Synaptic operations and headline exactly as in ``benchmarks.peers_conversion`` (same
 functions): per inference, summed over time steps, nonzero inputs of every Linear and of the
@@ -229,9 +234,9 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--preset", default="mnist-dense")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--modes", nargs="+", default=["max", "99.9%"],
-                   help="normalisation percentiles of sinabs.utils.normalize_weights: max (100)\n"
-                        "or a percentile like 99.9%%")
+    p.add_argument("--modes", nargs="+", default=["max", "99.9%", "sinabs:max", "sinabs:99.9%"],
+                   help="normalisation percentiles: max (100) or a percentile like 99.9%%;\n"
+                        "sinabs:P normalises with sinabs.utils.normalize_weights as shipped")
     p.add_argument("--max-steps", type=int, default=256, help="largest T (quick: 16)")
     p.add_argument("--spike-fn", choices=["single", "multi"], default="single",
                    help="single: SingleSpike (one spike per neuron and step, as an IF neuron);\n"
@@ -260,11 +265,15 @@ def main(argv: list[str] | None = None) -> None:
         "config": config.to_dict(),
         "conversion": {
             "framework": "sinabs",
-            "api": "sinabs.utils.normalize_weights + sinabs.from_model (IAFSqueeze)",
+            "api": "sinabs.from_model",
             "modes": args.modes, "time_steps": steps,
-            "normalisation": "layer-wise: each Linear (weights and bias) divided by the given "
-                             "percentile of its ReLU's output on the calibration (training) "
-                             "images, zeros included, after the layers below (max = 100)",
+            "normalisation": "layer-wise on the calibration (training) images: with lambda_l "
+                             "the mode's percentile of ReLU l's output in the ANN (all "
+                             "elements, zeros included; max = 100), Linear l's weights times "
+                             "lambda_(l-1) / lambda_l and its bias over lambda_l",
+            "normalisation_sinabs": "modes sinabs:P: sinabs.utils.normalize_weights(percentile"
+                                    "=P) as shipped, each Linear's weights and bias divided "
+                                    "by the percentile measured after the layers below",
             "neuron": f"IAFSqueeze, threshold 1, MembraneSubtract reset, "
                       f"{'SingleSpike' if args.spike_fn == 'single' else 'MultiSpike'}, "
                       "Sinabs's default min_v_mem",
@@ -388,21 +397,29 @@ def plot(res: dict[str, Any], direct: dict[str, Any] | None,
     import matplotlib.pyplot as plt
 
     runs = [r for r in res["runs"] if r.get("conversion")]
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    fig, ax = plt.subplots(figsize=(10.5, 5))
+    colours = iter(["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown"])
+    shipped_colours = iter(["tab:olive", "tab:pink", "tab:cyan", "tab:gray"])
+    colour_of: dict[str, str] = {}
     for mode in res["conversion"]["modes"]:
         steps, xs, ys = _curve(runs, mode)
         if not steps:
             continue
-        (line,) = ax.plot(xs, ys, "o-", ms=4, label=f"Sinabs rate conversion ({mode})")
+        if _shipped(mode):
+            ax.plot(xs, ys, "x:", ms=4, lw=1, color=next(shipped_colours, None),
+                    label=f"Sinabs, {_mode_name(mode)}")
+            continue
+        colour_of[mode.lower()] = colour = next(colours, "black")
+        ax.plot(xs, ys, "o-", ms=4, color=colour, label=f"Sinabs rate conversion ({mode})")
         for t, x, y in zip(steps, xs, ys, strict=True):
             ax.annotate(f"T={t}", (x, y), textcoords="offset points", xytext=(3, -10),
-                        fontsize=7, color=line.get_color())
+                        fontsize=7, color=colour)
     if jelly is not None:
         for mode in jelly["conversion"]["modes"]:
             _, xs, ys = _curve(jelly["runs"], mode)
             if xs:
-                ax.plot(xs, ys, "--", lw=1, alpha=0.6,
-                        label=f"SpikingJelly rate conversion ({mode})")
+                ax.plot(xs, ys, "--", lw=1, alpha=0.6, color=colour_of.get(mode.lower()),
+                        label=f"SpikingJelly rate conversion ({mode}; peers-conversion)")
     ours = [r["whetstone"] for r in runs]
     ax.plot(_mean([o["synops"]["synops"] for o in ours]),
             100 * _mean([o["test_accuracy"] for o in ours]), "*", ms=14, color="black",
@@ -422,11 +439,20 @@ def plot(res: dict[str, Any], direct: dict[str, Any] | None,
     ax.set_title(f"{res['label']}: Sinabs conversion, accuracy against cost "
                  f"(seeds {sorted(r['seed'] for r in runs)})")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _shipped(mode: str) -> bool:
+    return mode.lower().startswith("sinabs:")
+
+
+def _mode_name(mode: str) -> str:
+    return (f"normalize_weights as shipped, {mode.split(':', 1)[1]}" if _shipped(mode)
+            else mode)
 
 
 def _versions(env: dict[str, Any]) -> str:
@@ -467,8 +493,8 @@ def section() -> list[str]:
         calib = runs[0].get("worker", {}).get("calibration_samples")
         lines += ["The preset's network trained as a conventional ReLU ANN (same data, "
                   "initial weights, optimizer, epochs and schedule as the SpikingJelly "
-                  f"conversion above), converted by `{conv['api']}`: {conv['normalisation']}"
-                  f"{f' ({calib:,} images)' if calib else ''}; {conv['neuron']}; "
+                  f"conversion above), normalised on {f'{calib:,} ' if calib else 'the '}"
+                  f"training images (below) and converted by `{conv['api']}`; {conv['neuron']}; "
                   f"{conv['input']}; {conv['readout']}; full test set. Synaptic operations: "
                   f"{res['synops_convention']}. Means over seeds {seeds}.", "",
                   "| method | time steps | test accuracy (%) | synaptic ops / inference |",
@@ -477,21 +503,28 @@ def section() -> list[str]:
                   f"{_mean([a['dense_mac'] for a in anns]):,.0f} dense MACs |",
                   f"| **whetstone, binary** | 1 | {_pct([o['test_accuracy'] for o in ours])} | "
                   f"{_mean([o['synops']['synops'] for o in ours]):,.0f} |"]
-        heads = []
+        heads: list[str] = []
+        norms: list[str] = []
         for mode in conv["modes"]:
             sweeps = [r["conversion"][mode]["sweep"] for r in runs if mode in r["conversion"]]
             if not sweeps:
                 continue
             for i, row in enumerate(sweeps[0]):
-                lines.append(f"| Sinabs ({mode}) | {row['T']} | "
+                lines.append(f"| Sinabs ({_mode_name(mode)}) | {row['T']} | "
                              f"{_pct([s[i]['accuracy'] for s in sweeps])} | "
                              f"{_mean([s[i]['synops'] for s in sweeps]):,.0f} |")
+            norms.append(
+                f"- {_mode_name(mode)}: per-layer scales "
+                + "; ".join("[" + ", ".join(f"{v:.3g}" for v in r["conversion"][mode]["scales"])
+                            + "]" for r in runs)
+                + "; the normalised ANN (before spiking) "
+                f"{_pct([r['conversion'][mode]['normalised_ann_accuracy'] for r in runs])} %")
             for r in runs:
                 h = r["conversion"][mode]["headline"]
                 if h["reached"]:
                     heads.append(
-                        f"- seed {r['seed']}, {mode}: within {100 * res['within']:.1f} points "
-                        f"of (or above) whetstone "
+                        f"- seed {r['seed']}, {_mode_name(mode)}: within "
+                        f"{100 * res['within']:.1f} points of (or above) whetstone "
                         f"({100 * r['whetstone']['test_accuracy']:.2f} %) first at "
                         f"**T = {h['T']}** ({100 * h['accuracy']:.2f} %), {h['synops']:,.0f} "
                         f"synaptic ops: **{h['synops_ratio']:.1f}x** whetstone's operations "
@@ -499,10 +532,14 @@ def section() -> list[str]:
                         f"computed once) and {h['time_step_ratio']:.0f}x its time steps.")
                 else:
                     heads.append(
-                        f"- seed {r['seed']}, {mode}: not within {100 * res['within']:.1f} "
-                        f"points of whetstone by T = {h['max_T']} (best "
+                        f"- seed {r['seed']}, {_mode_name(mode)}: not within "
+                        f"{100 * res['within']:.1f} points of whetstone by T = {h['max_T']} (best "
                         f"{100 * h['best_accuracy']:.2f} %).")
-        lines += ["", *heads, "",
+        shipped = conv.get("normalisation_sinabs") if any(map(_shipped, conv["modes"])) else None
+        lines += ["", *heads, "", f"Normalisation: {conv['normalisation']}"
+                  + (f"; {shipped}" if shipped else "") + ". Scales: the lambda_l"
+                  + (" (as shipped: the divisors normalize_weights applied)" if shipped else "")
+                  + ".", "", *norms, "",
                   f"![accuracy against cost](benchmarks/results/peers-sinabs-{res['label']}.png)",
                   "", f"- {_versions(res['environment'])} (in `{res['install']['venv']}`); "
                   f"{_env_line(res['environment'])}", ""]

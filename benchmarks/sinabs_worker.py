@@ -14,14 +14,24 @@ separate environments and talk through files. Everything it reads is plain numpy
 - ``data.npz``: ``test_x`` (N, C, H, W) float32 in [0, 1], ``test_y`` (N,) int64 and
   ``calibration_x`` (the training images the weights are normalised on).
 
-For every normalisation mode of the job (a percentile ``p``: 100 is the maximum):
+For every normalisation mode of the job (a percentile ``p``, ``max`` being 100):
 
 1. the ANN is rebuilt in plain torch (``Flatten, Linear, ReLU, ..., Linear, ReLU``) and
-   normalised by ``sinabs.utils.normalize_weights(ann, calibration_x, output_layers=ReLUs,
-   param_layers=Linears, percentile=p)``: layer by layer, the weights and bias of each Linear
-   are divided by the ``p``-th percentile of its ReLU's output on the calibration images
-   (all elements, zeros included), measured after the layers below were normalised, so
-   every ReLU's ``p``-th percentile becomes 1 (Rueckauer et al. 2017);
+   normalised layer by layer on the calibration images (Rueckauer et al. 2017, the
+   normalisation SpikingJelly's converter applies through its voltage scalers): with
+   ``lambda_l`` the ``p``-th percentile of ReLU ``l``'s output in the original ANN (over all
+   elements, zeros included, as ``sinabs.utils.normalize_weights`` computes it), Linear ``l``'s
+   weights are multiplied by ``lambda_(l-1) / lambda_l`` and its bias divided by ``lambda_l``
+   (``lambda_0 = 1``), so every ReLU's ``p``-th percentile becomes 1 and the network computes
+   the same function divided by ``lambda_L``: the same classes (every code of the key has
+   ``W // C`` ones, so the decode's argmax ignores a positive scale).
+   A mode ``sinabs:p`` (``sinabs:max``, ``sinabs:99.9%``) uses Sinabs's own utility as
+   shipped instead, ``sinabs.utils.normalize_weights(ann, calibration_x, output_layers=ReLUs,
+   param_layers=Linears, percentile=p)``: it divides each Linear's weights *and bias* by the
+   percentile measured after the layers below were normalised, which keeps the function only
+   for bias-free layers (a bias is not rescaled for the smaller input, so it grows relative to
+   the weights by ``lambda_(l-1)``). ``normalised_ann_accuracy`` records what each
+   normalisation leaves of the ANN before any spiking;
 2. ``sinabs.from_model`` turns every ReLU into ``IAFSqueeze`` (threshold 1, subtractive
    reset, Sinabs's default ``min_v_mem = -1``) with the job's spike function
    (``single``: ``SingleSpike``, at most one spike per neuron and step, as an IF neuron on
@@ -29,8 +39,8 @@ For every normalisation mode of the job (a percentile ``p``: 100 is the maximum)
 3. the image is presented as constant input current at every time step for ``max(T)`` steps
    (in chunks of ``chunk`` steps; the membrane state carries over between chunks and is reset
    to zero for every test batch). The output population's spike counts ``c`` after T steps
-   are decoded by the key, ``(2 a - 1) @ (2 K - 1)^T`` with the rate ``a = c / T`` (T times
-   the sum of the per-step decodes, so the class is the same as summing those), argmax.
+   are decoded by the key, ``(2 a - 1) @ (2 K - 1)^T`` with the rate ``a = c / T``, argmax
+   (T times it is the sum of the per-step decodes that ``peers_conversion`` takes).
 
 Synaptic operations per inference, summed over the time steps, as in
 ``benchmarks.peers_conversion``: every nonzero input of a Linear layer costs one operation per
@@ -40,8 +50,8 @@ every later one spikes (``ac``; a spike count of ``k`` in one step, possible onl
 count per spike.
 
 The result (JSON at the job's ``output``): versions, the ANN's accuracy as rebuilt here, and
-per mode the normalisation scales, the sweep (accuracy and synaptic operations per T) and
-seconds.
+per mode the normalisation scales, the normalised ANN's accuracy, the sweep (accuracy and
+synaptic operations per T) and seconds.
 """
 
 from __future__ import annotations
@@ -94,31 +104,67 @@ def decode(counts: torch.Tensor, steps: int, key: torch.Tensor) -> torch.Tensor:
     return ((2.0 * rate - 1.0) @ (2.0 * key - 1.0).T).argmax(dim=1)
 
 
-def percentile_of(mode: str) -> float:
-    """``"max"`` -> 100; ``"99.9%"`` (or ``"99.9"``) -> 99.9."""
-    if mode.lower() == "max":
-        return 100.0
-    p = float(mode.rstrip("%"))
+def parse_mode(mode: str) -> tuple[bool, float]:
+    """``"max"`` -> (False, 100), ``"99.9%"`` -> (False, 99.9), ``"sinabs:99.9%"`` ->
+    (True, 99.9): whether Sinabs's ``normalize_weights`` is used, and the percentile."""
+    utility = mode.lower().startswith("sinabs:")
+    text = mode.split(":", 1)[1] if utility else mode
+    if text.lower() == "max":
+        return utility, 100.0
+    p = float(text.rstrip("%"))
     if not 0.0 < p <= 100.0:
-        raise ValueError(f"percentile mode must be in (0, 100], got {mode!r}")
-    return p
+        raise ValueError(f"percentile mode must be max or in (0, 100], got {mode!r}")
+    return utility, p
 
 
+def _pairs(ann: nn.Sequential) -> list[tuple[str, str]]:
+    """(Linear, following ReLU) child names."""
+    names = [name for name, _ in ann.named_children()]
+    return [(n, names[names.index(n) + 1]) for n, m in ann.named_children()
+            if isinstance(m, nn.Linear)]
+
+
+@torch.no_grad()
 def normalise(ann: nn.Sequential, calibration: torch.Tensor, percentile: float) -> list[float]:
-    """``sinabs.utils.normalize_weights`` on ``ann`` in place; returns the factor each Linear's
-    weights and bias were divided by (the percentile of its ReLU's output, measured after the
-    layers below were normalised)."""
+    """Exact layer-wise normalisation of ``ann`` in place (Linear ``l``: weights times
+    ``lambda_(l-1) / lambda_l``, bias over ``lambda_l``); returns the ``lambda_l``, the
+    ``percentile``-th percentile of each ReLU's output in the original ANN on ``calibration``."""
+    scales: list[float] = []
+    h = calibration
+    for lin_name, relu_name in _pairs(ann):
+        h = ann.get_submodule(relu_name)(ann.get_submodule(lin_name)(h.flatten(1)))
+        scales.append(float(np.percentile(h.numpy(), percentile)))
+    previous = 1.0
+    for (lin_name, _), scale in zip(_pairs(ann), scales, strict=True):
+        lin = ann.get_submodule(lin_name)
+        lin.weight.mul_(previous / scale)
+        lin.bias.div_(scale)
+        previous = scale
+    return scales
+
+
+@torch.no_grad()
+def normalise_sinabs(ann: nn.Sequential, calibration: torch.Tensor,
+                     percentile: float) -> list[float]:
+    """``sinabs.utils.normalize_weights`` on ``ann`` in place, as shipped; returns the factor
+    each Linear's weights and bias were divided by (the percentile of its ReLU's output,
+    measured after the layers below were normalised)."""
     from sinabs.utils import normalize_weights
 
-    names = [name for name, _ in ann.named_children()]
-    param_layers = [n for n, m in ann.named_children() if isinstance(m, nn.Linear)]
-    output_layers = [names[names.index(n) + 1] for n in param_layers]
-    with torch.no_grad():
-        before = [float(ann.get_submodule(n).weight.abs().sum()) for n in param_layers]
-        normalize_weights(ann, calibration, output_layers=output_layers,
-                          param_layers=param_layers, percentile=percentile)
-        after = [float(ann.get_submodule(n).weight.abs().sum()) for n in param_layers]
+    pairs = _pairs(ann)
+    before = [float(ann.get_submodule(n).weight.abs().sum()) for n, _ in pairs]
+    normalize_weights(ann, calibration, output_layers=[r for _, r in pairs],
+                      param_layers=[n for n, _ in pairs], percentile=percentile)
+    after = [float(ann.get_submodule(n).weight.abs().sum()) for n, _ in pairs]
     return [b / a for b, a in zip(before, after, strict=True)]
+
+
+@torch.no_grad()
+def ann_accuracy(ann: nn.Sequential, key: torch.Tensor, x: torch.Tensor,
+                 y: torch.Tensor) -> float:
+    """Accuracy of the ANN's key decode (argmax) on ``x``."""
+    pred = torch.cat([decode(ann(x[i:i + 1000]), 1, key) for i in range(0, len(x), 1000)])
+    return float((pred == y).double().mean())
 
 
 class Counter:
@@ -219,28 +265,31 @@ def run(job: dict[str, object]) -> dict[str, object]:
     batch_size, chunk = int(job["batch_size"]), int(job["chunk"])  # type: ignore[arg-type]
     spike_fn = {"single": SingleSpike, "multi": MultiSpike}[str(job["spike_fn"])]
 
-    ann = build_ann(arrays)
-    with torch.no_grad():
-        pred = torch.cat([decode(ann(x[i:i + 1000]), 1, key) for i in range(0, len(x), 1000)])
     result: dict[str, object] = {
         "versions": versions(), "torch_threads": torch.get_num_threads(),
-        "ann_accuracy": float((pred == y).float().mean()),
+        "ann_accuracy": ann_accuracy(build_ann(arrays), key, x, y),
         "test_samples": len(x), "calibration_samples": len(calibration),
         "spike_fn": spike_fn.__name__, "modes": {}}
     print(f"sinabs {sinabs.__version__}: ANN rebuilt, accuracy {result['ann_accuracy']:.4f}",
           flush=True)
     for mode in job["modes"]:  # type: ignore[attr-defined]
         t_start = time.perf_counter()
+        utility, percentile = parse_mode(str(mode))
         net = build_ann(arrays)
-        scales = normalise(net, calibration, percentile_of(str(mode)))
+        scales = (normalise_sinabs if utility else normalise)(net, calibration, percentile)
+        normalised_accuracy = ann_accuracy(net, key, x, y)
         network = sinabs.from_model(net, spike_threshold=torch.tensor(1.0), spike_fn=spike_fn,
                                     reset_fn=MembraneSubtract(), num_timesteps=chunk)
         snn = network.spiking_model.eval()
         sweep = simulate(snn, key, x, y, steps, batch_size, chunk)
         result["modes"][str(mode)] = {  # type: ignore[index]
-            "percentile": percentile_of(str(mode)), "scales": scales,
+            "percentile": percentile,
+            "normalisation": "sinabs.utils.normalize_weights" if utility else "layer-wise exact",
+            "scales": scales, "normalised_ann_accuracy": normalised_accuracy,
             "min_v_mem": _min_v_mem(snn), "sweep": sweep,
             "seconds": time.perf_counter() - t_start}
+        print(f"  {mode}: scales {[round(v, 3) for v in scales]}, normalised ANN "
+              f"{normalised_accuracy:.4f}", flush=True)
         for row in sweep:
             print(f"  {mode} T={row['T']:>3}: {row['accuracy']:.4f}, {row['synops']:.0f} synops",
                   flush=True)
