@@ -45,8 +45,9 @@ import torch
 from torch import Tensor, nn
 
 from whetstone.nn.decode import SoftmaxDecode
-from whetstone.presets import build_model
+from whetstone.presets import TrainConfig, build_model
 from whetstone.runs import load_run, load_split
+from whetstone.runs.io import load_weights, save_weights
 
 from .common import RESULTS, write_json
 from .peers_direct import (
@@ -62,6 +63,32 @@ from .report import _env_line, _pct
 
 WITHIN = 0.005
 """Headline tolerance: conversion within this fraction (0.5 points) of whetstone's accuracy."""
+
+
+def ann_run(config: TrainConfig, run_dir: Path, limits: dict[str, int | None],
+            device: str = "cpu") -> tuple[nn.Sequential, dict[str, Any]]:
+    """The preset's network as a plain ReLU ANN (``build_model(config, plain=True)``) trained
+    by ``peers_direct.train_model``; kept in ``run_dir`` (config, safetensors weights, summary)
+    and reused when the configuration and the data limits are the same, so every conversion
+    peer converts the same ANN."""
+    config_path, summary_path = run_dir / "config.json", run_dir / "summary.json"
+    weights = run_dir / "model.safetensors"
+    model = build_model(config, plain=True)
+    if config_path.is_file() and summary_path.is_file() and weights.is_file():
+        old = TrainConfig.load(config_path)
+        summary = json.loads(summary_path.read_text())
+        if old.to_dict() == config.to_dict() and summary.get("limits") == limits:
+            load_weights(model, weights)
+            print(f"ReLU ANN reused from {run_dir}", flush=True)
+            return model.eval(), summary
+    summary = train_model(config, model, limits, device)
+    summary["limits"] = limits
+    model.cpu().eval()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.save(config_path)
+    save_weights(model, weights)
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    return model, summary
 
 
 def time_steps(max_steps: int) -> list[int]:
@@ -191,15 +218,14 @@ def main(argv: list[str] | None = None) -> None:
               f"{ops['synops']:.0f} synops ({ops['mac']:.0f} MAC + {ops['ac']:.0f} AC); "
               f"dense ANN {ops['dense_mac']} MACs", flush=True)
 
-        ann = build_model(cfg, plain=True)
-        ann_res = train_model(cfg, ann, limits, args.device)
-        ann_res["dense_mac"] = ops["dense_mac"]
+        ann, ann_res = ann_run(cfg, args.runs_dir / f"peers-{label}-relu-seed{seed}", limits,
+                               args.device)
+        ann_res = {**ann_res, "dense_mac": ops["dense_mac"]}
         print(f"{label} ReLU ANN seed {seed}: {ann_res['test_accuracy']:.4f}", flush=True)
         entry: dict[str, Any] = {"seed": seed, "whetstone": ours, "ann": ann_res,
                                  "conversion": {}}
         result["runs"].append(entry)
         write_json(out, result)
-        ann.cpu().eval()
         decode = ann[-1]
         assert isinstance(decode, SoftmaxDecode)
         for mode in args.modes:

@@ -57,13 +57,11 @@ import torch
 from torch import nn
 
 from whetstone.nn.decode import SoftmaxDecode
-from whetstone.presets import TrainConfig, build_model
 from whetstone.runs import load_run, load_split
-from whetstone.runs.io import load_weights, save_weights
 
 from .common import RESULTS, environment, write_json
-from .peers_conversion import WITHIN, _direct, _mean, headline, time_steps
-from .peers_direct import recipe, train_model, whetstone_run, whetstone_synops
+from .peers_conversion import WITHIN, _direct, _mean, ann_run, headline, time_steps
+from .peers_direct import recipe, whetstone_run, whetstone_synops
 from .report import _env_line, _pct
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -163,31 +161,6 @@ def ensure_venv(venv: Path = VENV, torch_pin: str = TORCH_PIN,
     marker.write_text(json.dumps(wanted) + "\n")
     out.update(installed=True, versions=versions, seconds=time.perf_counter() - t0)
     return out
-
-
-def ann_run(config: TrainConfig, run_dir: Path, limits: dict[str, int | None],
-            device: str = "cpu") -> tuple[nn.Sequential, dict[str, Any]]:
-    """The preset's network as a plain ReLU ANN (``build_model(config, plain=True)``) trained
-    by ``peers_direct.train_model`` as ``peers_conversion`` trains it; kept in ``run_dir`` and
-    reused when the configuration and the data limits are the same."""
-    config_path, summary_path = run_dir / "config.json", run_dir / "summary.json"
-    weights = run_dir / "model.safetensors"
-    model = build_model(config, plain=True)
-    if config_path.is_file() and summary_path.is_file() and weights.is_file():
-        old = TrainConfig.load(config_path)
-        summary = json.loads(summary_path.read_text())
-        if old.to_dict() == config.to_dict() and summary.get("limits") == limits:
-            load_weights(model, weights)
-            print(f"ReLU ANN reused from {run_dir}", flush=True)
-            return model.eval(), summary
-    summary = train_model(config, model, limits, device)
-    summary["limits"] = limits
-    model.cpu().eval()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config.save(config_path)
-    save_weights(model, weights)
-    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
-    return model, summary
 
 
 def export(ann: nn.Sequential, test_x: torch.Tensor, test_y: torch.Tensor,
