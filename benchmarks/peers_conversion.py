@@ -277,6 +277,14 @@ def plot(conv: dict[str, Any], direct: dict[str, Any] | None, path: Path) -> Non
         for t, x, y in zip(steps, xs, ys, strict=True):
             ax.annotate(f"T={t}", (x, y), textcoords="offset points", xytext=(3, -10),
                         fontsize=7, color=line.get_color())
+    reference_points(ax, runs, direct)
+    finish_plot(fig, ax, f"{conv['label']}: accuracy against cost "
+                f"(seeds {sorted(r['seed'] for r in runs)})", path, loc="lower right")
+
+
+def reference_points(ax: Any, runs: list[dict[str, Any]], direct: dict[str, Any] | None) -> None:
+    """Mark whetstone's single step, snnTorch's direct training (when ``direct`` has it) and
+    the ReLU ANN (its dense MACs) on an accuracy-against-synops axis; means over ``runs``."""
     ours = [r["whetstone"] for r in runs]
     ax.plot(_mean([o["synops"]["synops"] for o in ours]),
             100 * _mean([o["test_accuracy"] for o in ours]), "*", ms=14, color="black",
@@ -290,13 +298,18 @@ def plot(conv: dict[str, Any], direct: dict[str, Any] | None, path: Path) -> Non
     anns = [r["ann"] for r in runs]
     ax.plot(_mean([a["dense_mac"] for a in anns]), 100 * _mean([a["test_accuracy"] for a in anns]),
             "s", ms=8, color="tab:gray", label="conventional ReLU ANN (dense MACs)")
+
+
+def finish_plot(fig: Any, ax: Any, title: str, path: Path, **legend: Any) -> None:
+    """Log synops axis, labels, grid, legend (``legend``: its placement), save to ``path``."""
+    import matplotlib.pyplot as plt
+
     ax.set_xscale("log")
     ax.set_xlabel("synaptic operations per inference (log)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{conv['label']}: accuracy against cost "
-                 f"(seeds {sorted(r['seed'] for r in runs)})")
+    ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, **legend)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

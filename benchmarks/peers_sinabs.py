@@ -60,7 +60,16 @@ from whetstone.nn.decode import SoftmaxDecode
 from whetstone.runs import load_run, load_split
 
 from .common import RESULTS, environment, write_json
-from .peers_conversion import WITHIN, _direct, _mean, ann_run, headline, time_steps
+from .peers_conversion import (
+    WITHIN,
+    _direct,
+    _mean,
+    ann_run,
+    finish_plot,
+    headline,
+    reference_points,
+    time_steps,
+)
 from .peers_direct import recipe, whetstone_run, whetstone_synops
 from .report import _env_line, _pct
 
@@ -393,30 +402,10 @@ def plot(res: dict[str, Any], direct: dict[str, Any] | None,
             if xs:
                 ax.plot(xs, ys, "--", lw=1, alpha=0.6, color=colour_of.get(mode.lower()),
                         label=f"SpikingJelly rate conversion ({mode}; peers-conversion)")
-    ours = [r["whetstone"] for r in runs]
-    ax.plot(_mean([o["synops"]["synops"] for o in ours]),
-            100 * _mean([o["test_accuracy"] for o in ours]), "*", ms=14, color="black",
-            label="whetstone, binary, 1 step")
-    if direct is not None:
-        snn = [r for r in direct["runs"] if r["method"] == "snntorch"]
-        if snn:
-            ax.plot(_mean([r["synops"]["synops"] for r in snn]),
-                    100 * _mean([r["test_accuracy"] for r in snn]), "D", ms=8,
-                    color="tab:red", label="snnTorch direct training, 1 step")
-    anns = [r["ann"] for r in runs]
-    ax.plot(_mean([a["dense_mac"] for a in anns]), 100 * _mean([a["test_accuracy"] for a in anns]),
-            "s", ms=8, color="tab:gray", label="conventional ReLU ANN (dense MACs)")
-    ax.set_xscale("log")
-    ax.set_xlabel("synaptic operations per inference (log)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{res['label']}: Sinabs conversion, accuracy against cost "
-                 f"(seeds {sorted(r['seed'] for r in runs)})")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    reference_points(ax, runs, direct)
+    finish_plot(fig, ax, f"{res['label']}: Sinabs conversion, accuracy against cost "
+                f"(seeds {sorted(r['seed'] for r in runs)})", path, loc="upper left",
+                bbox_to_anchor=(1.01, 1.0))
 
 
 def _shipped(mode: str) -> bool:
