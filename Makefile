@@ -74,26 +74,36 @@ $(VENV)/.bench: $(VENV)/.dev
 	$(PIP) install -q --no-deps snntorch==1.0.0 spikingjelly==2.0.0
 	touch $@
 
-# Issue 4's studies on the dense presets (each resumable: a rerun skips finished runs).
+# Issue 4's studies on the dense presets and the small CNN (the sweeps are resumable: a rerun
+# skips finished runs), then the peers.
 bench-studies: $(VENV)/.bench
 	$(PY) -m benchmarks.run activity --label mnist-dense
-	$(PY) -m benchmarks.run peers-direct --seeds 0
-	$(PY) -m benchmarks.run peers-conversion --seeds 0
-	$(PY) -m benchmarks.run encoding
-	$(PY) -m benchmarks.run optimizers
-	$(PY) -m benchmarks.run schedules
+	for preset in mnist-dense fashion-dense; do \
+		$(PY) -m benchmarks.run encoding --preset $$preset && \
+		$(PY) -m benchmarks.run optimizers --preset $$preset && \
+		$(PY) -m benchmarks.run optimizers --preset $$preset --optimizers sgd-clip --schedules simple && \
+		$(PY) -m benchmarks.run schedules --preset $$preset || exit 1; \
+	done
+	$(PY) -m benchmarks.run optimizers --recipe benchmarks/recipes/mnist-small-cnn.toml \
+		--schedules scheduled --seeds 0
+	$(MAKE) bench-peers-direct bench-peers-conversion bench-peers-sinabs
+	$(MAKE) bench-peers-direct bench-peers-conversion bench-peers-sinabs \
+		PEER_PRESET=fashion-dense PEER_SEEDS=0
 
-# The peers, one command each (seed 0: the comparison is one seed per machine).
+# The peers, one command each (e.g. make bench-peers-direct PEER_PRESET=fashion-dense PEER_SEEDS=0).
+PEER_PRESET ?= mnist-dense
+PEER_SEEDS ?= 0 1 2
 bench-peers-direct: $(VENV)/.bench
-	$(PY) -m benchmarks.run peers-direct --seeds 0
+	$(PY) -m benchmarks.run peers-direct --preset $(PEER_PRESET) --seeds $(PEER_SEEDS)
 
 bench-peers-conversion: $(VENV)/.bench
-	$(PY) -m benchmarks.run peers-conversion --seeds 0
+	$(PY) -m benchmarks.run peers-conversion --preset $(PEER_PRESET) --seeds $(PEER_SEEDS)
 
 # Sinabs pins nir<=1.0.4 (the project's nir extra needs more): the study builds its own
 # environment, .venv-sinabs ($(TORCH_PIN) first, then Sinabs with the same pin), on first use.
 bench-peers-sinabs: $(VENV)/.bench
-	$(PY) -m benchmarks.run peers-sinabs --seeds 0 --torch-pin $(TORCH_PIN)
+	$(PY) -m benchmarks.run peers-sinabs --preset $(PEER_PRESET) --seeds $(PEER_SEEDS) \
+		--torch-pin $(TORCH_PIN)
 
 report: $(VENV)/.dev
 	$(PY) -m benchmarks.report
