@@ -207,6 +207,9 @@ def section() -> list[str]:
                 lines.append(row)
         hyper = "; ".join(f"{name}: " + ", ".join(f"{k}={v}" for k, v in h.items() if k != "name")
                           for name, h in res["hyperparameters"].items())
+        if "sgd-clip" in res["optimizers"]:
+            hyper += (" (*sgd-clip*: SGD whose gradient's L2 norm is bounded before every step; "
+                      "run only where a schedule's columns show it, *n/a* elsewhere)")
         seeds = sorted({r["seed"] for r in res["runs"]})
         lines += ["", f"Hyperparameters (as torch ran them): {hyper}.", "",
                   f"![accuracy and epochs to sharpness 1 per optimizer]"
