@@ -64,7 +64,8 @@ def reusable_runs(path: Path, variant: str, config: Any) -> dict[int, dict[str, 
 
 
 def merge(paths: list[Path]) -> dict[str, Any]:
-    """One result from files of the same recipe (same label and configuration, seed aside)."""
+    """One result from files of the same recipe (same label and configuration, seed aside);
+    ``merged_from`` keeps each file's environment (command, date, machine) and its runs."""
     results = [json.loads(Path(path).read_text()) for path in paths]
 
     def key(result: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -78,7 +79,10 @@ def merge(paths: list[Path]) -> dict[str, Any]:
     if len(set(seen)) != len(seen):
         raise SystemExit(f"--merge: a seed and variant appears twice in {paths}")
     runs.sort(key=lambda r: (r["seed"], r["variant"] != "sharpened"))
-    return {**results[0], "runs": runs}
+    parts = [{"path": str(path), "environment": result["environment"],
+              "runs": [{"seed": run["seed"], "variant": run["variant"]} for run in result["runs"]]}
+             for path, result in zip(paths, results, strict=True)]
+    return {**results[0], "runs": runs, "merged_from": parts}
 
 
 def main(argv: list[str] | None = None) -> None:

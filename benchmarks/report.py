@@ -71,6 +71,11 @@ def _env_line(env: dict[str, Any]) -> str:
             f"; `{env['command']}`")
 
 
+def _part_runs(part: dict[str, Any]) -> str:
+    """The runs one merged result file contributed, e.g. ``sharpened 0, conventional 0``."""
+    return ", ".join(f"{run['variant']} {run['seed']}" for run in part["runs"])
+
+
 def _schedule(cfg: dict[str, Any]) -> str:
     sched = dict(cfg["schedule"])
     name = sched.pop("name")
@@ -126,7 +131,13 @@ def accuracy_section() -> list[str]:
                         "conventional": [r["test_accuracy"] for r in conv],
                         "thresholded": [r["test_accuracy_binary"] for r in conv]})
         seeds = sorted({r["seed"] for r in runs})
-        details.append(f"- **{res['label']}** (seeds {seeds}): {_env_line(res['environment'])}")
+        if res.get("merged_from"):
+            details.append(f"- **{res['label']}** (seeds {seeds}), merged from:")
+            details += [f"  - {_part_runs(part)}: {_env_line(part['environment'])}"
+                        for part in res["merged_from"]]
+        else:
+            details.append(f"- **{res['label']}** (seeds {seeds}): "
+                           f"{_env_line(res['environment'])}")
         timeline = RESULTS / f"sharpening-{res['label']}.png"
         if timeline.exists():
             details.append(f"  - sharpening timeline of seed {seeds[0]}: "
