@@ -88,7 +88,7 @@ bench-studies: $(VENV)/.bench
 		--schedules scheduled --seeds 0
 	$(MAKE) bench-peers-direct bench-peers-conversion bench-peers-sinabs
 	$(MAKE) bench-peers-direct bench-peers-conversion bench-peers-sinabs \
-		PEER_PRESET=fashion-dense PEER_SEEDS=0
+		PEER_PRESET=fashion-dense
 
 # The peers, one command each (e.g. make bench-peers-direct PEER_PRESET=fashion-dense PEER_SEEDS=0).
 PEER_PRESET ?= mnist-dense
