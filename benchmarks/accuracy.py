@@ -29,7 +29,9 @@ from whetstone.runs import train_run
 from .common import RESULTS, environment, write_json
 
 
-def recipe_config(preset: str | None, recipe: str | None) -> tuple[Any, str]:
+def recipe_config(preset: str | None, recipe: str | Path | None) -> tuple[Any, str]:
+    """``preset`` (else the recipe's) with the TOML ``recipe``'s overrides, and the result
+    label (the recipe's file name, else the preset's)."""
     values: dict[str, Any] = read_toml(recipe) if recipe else {}
     name = preset or values.pop("preset")
     values.pop("preset", None)

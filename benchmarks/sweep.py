@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from whetstone.presets import TrainConfig, get_preset, read_toml
+from whetstone.presets import TrainConfig
 from whetstone.runs import train_run
 from whetstone.sharpening.schedules import SHARPENERS
 from whetstone.training.history import History
@@ -58,12 +58,11 @@ def base_config(args: argparse.Namespace) -> tuple[TrainConfig, str, dict[str, i
     Sets ``args.preset`` to the preset the configuration starts from; ``--quick`` keeps the
     first seed and labels the result ``LABEL-quick``.
     """
-    values: dict[str, Any] = read_toml(args.recipe) if args.recipe else {}
-    preset = args.preset or values.pop("preset", None) or "mnist-dense"
-    values.pop("preset", None)
-    args.preset = preset
-    config = get_preset(preset).merged(values)
-    label = args.recipe.stem if args.recipe else preset
+    from .accuracy import recipe_config
+
+    config, label = recipe_config(args.preset or (None if args.recipe else "mnist-dense"),
+                                  args.recipe)
+    args.preset = args.preset or config.name
     if not args.quick:
         return config, label, dict(FULL_LIMITS)
     args.seeds = args.seeds[:1]

@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _config_from_args(args: argparse.Namespace) -> Any:
     from ..presets import TrainConfig, get_preset, read_toml
-    from ..presets.build import DEFAULT_LR
+    from ..presets.build import CLIP_GRAD_NORM, DEFAULT_LR
 
     file_values: dict[str, Any] = read_toml(args.config) if args.config else {}
     file_preset = file_values.pop("preset", None)
@@ -106,7 +106,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
     if args.lr is not None:
         config.optimizer = {**config.optimizer, "lr": args.lr}
     if args.clip_grad_norm is not None:
-        config.optimizer = {**config.optimizer, "clip_grad_norm": args.clip_grad_norm}
+        config.optimizer = {**config.optimizer, CLIP_GRAD_NORM: args.clip_grad_norm}
     return config
 
 
