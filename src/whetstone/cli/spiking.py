@@ -27,7 +27,7 @@ def add_parsers(sub: Any, add_common: Any) -> None:
     s = sub.add_parser("simulate", help="run the spiking network (numpy) on a dataset")
     s.add_argument("run")
     s.add_argument("--dataset", help="dataset (default: the run's)")
-    s.add_argument("--split", default="test", choices=["train", "test"])
+    s.add_argument("--split", default="test", choices=["train", "val", "test", "train-full"])
     s.add_argument("--limit", type=int)
     add_common(s)
 

@@ -58,6 +58,7 @@ __all__ = [
     "IDX_PINS",
     "PACKAGE_PINS",
     "SPLITS",
+    "VALIDATION_SIZE",
     "DatasetSpec",
     "Route",
     "default_data_dir",
@@ -65,7 +66,17 @@ __all__ = [
     "read_ar",
 ]
 
-SPLITS = ("train", "test")
+FILE_SPLITS = ("train", "test")
+"""The splits the dataset files hold (the official training and test sets)."""
+
+SPLITS = ("train", "val", "test", "train-full")
+"""The splits :func:`load` returns: ``"train"`` is the official training set without its last
+:data:`VALIDATION_SIZE` images, ``"val"`` those last images (a fixed validation split for every
+choice of recipe, epoch or checkpoint), ``"test"`` the official test set (scored once per
+finished run) and ``"train-full"`` the whole official training set (``train`` + ``val``)."""
+
+VALIDATION_SIZE = 5000
+"""Images at the end of the official training set that form the ``"val"`` split."""
 
 #: Socket timeout (seconds) for every URL route: connecting and each read.
 URL_TIMEOUT = 3.0
@@ -165,7 +176,7 @@ class DatasetSpec:
 
     def all_files(self) -> tuple[str, ...]:
         """Every data file of both splits."""
-        return tuple(f for split in SPLITS for f in self.files[split])
+        return tuple(f for split in FILE_SPLITS for f in self.files[split])
 
 
 def default_data_dir() -> Path:
@@ -574,7 +585,7 @@ def _validate_fetched(spec: DatasetSpec, files: Mapping[str, bytes], route: str)
     try:
         if spec.format == "idx":
             pins = IDX_PINS.get(spec.name, {})
-            for split in SPLITS:
+            for split in FILE_SPLITS:
                 arrays = [parse_idx(files[f], f"{route}:{f}") for f in spec.files[split]]
                 _check_idx_arrays(spec, split, *arrays, where=route)
                 for f, arr in zip(spec.files[split], arrays, strict=True):
@@ -585,7 +596,7 @@ def _validate_fetched(spec: DatasetSpec, files: Mapping[str, bytes], route: str)
                             network=False,
                         )
         else:
-            for split in SPLITS:
+            for split in FILE_SPLITS:
                 n = sum(len(parse_cifar_bin(files[f], spec.label_bytes, f"{route}:{f}")[1])
                         for f in spec.files[split])
                 if n != spec.split_sizes[split]:
@@ -660,7 +671,10 @@ def load(
 
     Args:
         name: ``"mnist"``, ``"fashion-mnist"``, ``"cifar10"`` or ``"cifar100"``.
-        split: ``"train"`` or ``"test"``.
+        split: ``"train"``, ``"val"``, ``"test"`` or ``"train-full"`` (see :data:`SPLITS`):
+            ``val`` is the last :data:`VALIDATION_SIZE` (5,000) images of the official
+            training set, ``train`` the images before them (55,000 for MNIST and
+            Fashion-MNIST, 45,000 for CIFAR), ``train-full`` both.
         data_dir: the data folder; default :func:`default_data_dir`.
 
     Returns:
@@ -671,22 +685,33 @@ def load(
 
     Raises:
         DatasetError: unknown name or split, corrupt or mismatching files (a
-            local IDX file whose contents fail the sha256 pin is removed), or
-            no route could fetch the missing files.
+            local IDX file whose contents fail the sha256 pin is removed), a
+            training set too small to hold the validation split, or no route
+            could fetch the missing files.
     """
     spec = DATASETS.get(name)
     if spec is None:
         raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if split not in SPLITS:
         raise DatasetError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    file_split = "test" if split == "test" else "train"
     root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     folder = root / spec.folder
-    missing = [f for f in spec.files[split]
+    missing = [f for f in spec.files[file_split]
                if _find_local(folder, f, allow_gz=spec.format == "idx") is None]
     if missing:
         _fetch(spec, folder, missing)
     if spec.format == "idx":
-        images, labels = _load_idx_local(spec, folder, split)
+        images, labels = _load_idx_local(spec, folder, file_split)
     else:
-        images, labels = _load_cifar_local(spec, folder, split)
-    return torch.from_numpy(images), torch.from_numpy(labels)
+        images, labels = _load_cifar_local(spec, folder, file_split)
+    if split in ("train", "val"):
+        if len(labels) <= VALIDATION_SIZE:
+            raise DatasetError(
+                f"{folder}: {spec.title} training set has {len(labels)} images, too few to "
+                f"hold out the {VALIDATION_SIZE}-image validation split; use 'train-full'")
+        cut = len(labels) - VALIDATION_SIZE
+        part = slice(None, cut) if split == "train" else slice(cut, None)
+        images, labels = images[part], labels[part]
+    return torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(
+        np.ascontiguousarray(labels))
