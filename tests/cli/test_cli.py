@@ -94,3 +94,14 @@ def test_train_options_override_the_optimizer():
     args = build_parser().parse_args(["train", "--preset", "mnist-dense", "--optimizer", "sgd",
                                       "--lr", "0.02", "--clip-grad-norm", "2.5"])
     assert _config_from_args(args).optimizer == {"name": "sgd", "lr": 0.02, "clip_grad_norm": 2.5}
+
+
+def test_train_precision_flag_sets_the_config():
+    from whetstone.cli.main import _config_from_args, build_parser
+
+    parse = build_parser().parse_args
+    assert _config_from_args(parse(["train", "--preset", "mnist-cnn"])).precision == "float32"
+    config = _config_from_args(parse(["train", "--preset", "mnist-cnn", "--precision", "bf16"]))
+    assert config.precision == "bf16"
+    with pytest.raises(SystemExit):
+        parse(["train", "--preset", "mnist-cnn", "--precision", "fp16"])

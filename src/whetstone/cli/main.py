@@ -56,14 +56,27 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--augment", help="shift or none")
     t.add_argument("--val-every", type=int, help="evaluate every N epochs")
     t.add_argument("--train-limit", type=int, help="use only the first N training samples")
+    t.add_argument("--val-limit", type=int,
+                   help="use only the first N validation samples (default: --test-limit)")
     t.add_argument("--test-limit", type=int, help="use only the first N test samples")
+    t.add_argument("--teacher", metavar="RUN",
+                   help="distil from this trained run folder (e.g. the recipe never sharpened)")
+    t.add_argument("--distill-temperature", type=float, metavar="T",
+                   help="softmax temperature of the teacher's and student's logits (default 4)")
+    t.add_argument("--distill-weight", type=float, metavar="W",
+                   help="weight of the teacher term in [0, 1] (default 0.5)")
+    t.add_argument("--init-from-teacher", action="store_true",
+                   help="start the student from the teacher's weights (same architecture)")
+    t.add_argument("--precision", choices=["float32", "bf16"],
+                   help="training precision: bf16 runs forward and loss under bfloat16 "
+                        "autocast (evaluation stays float32)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--no-plot", action="store_true", help="do not write sharpening.png")
     _add_common(t)
 
     e = sub.add_parser("evaluate", help="accuracy of a run at its sharpness and fully binary")
     e.add_argument("run", help="run folder")
-    e.add_argument("--split", default="test", choices=["train", "test"])
+    e.add_argument("--split", default="test", choices=["train", "val", "test", "train-full"])
     e.add_argument("--limit", type=int, help="use only the first N samples")
     e.add_argument("--no-spiking", action="store_true",
                    help="skip converting to threshold neurons and running the numpy runtime")
@@ -95,7 +108,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
     overrides: dict[str, Any] = {
         key: getattr(args, key)
         for key in ("epochs", "finetune_epochs", "batch_size", "seed", "lr_schedule", "augment",
-                    "val_every")
+                    "val_every", "precision")
         if getattr(args, key) is not None
     }
     if args.surrogate is not None:
@@ -107,6 +120,12 @@ def _config_from_args(args: argparse.Namespace) -> Any:
         config.optimizer = {**config.optimizer, "lr": args.lr}
     if args.clip_grad_norm is not None:
         config.optimizer = {**config.optimizer, CLIP_GRAD_NORM: args.clip_grad_norm}
+    teacher = {key: value for key, value in (
+        ("run", args.teacher), ("temperature", args.distill_temperature),
+        ("weight", args.distill_weight), ("init", True if args.init_from_teacher else None))
+        if value is not None}
+    if teacher:
+        config = config.merged({"teacher": teacher})
     return config
 
 
@@ -128,11 +147,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/{config.name}")
     summary = train_run(config, out, data_dir=args.data_dir, device=args.device,
                         progress=not args.no_progress, train_limit=args.train_limit,
-                        test_limit=args.test_limit, plot=not args.no_plot)
+                        test_limit=args.test_limit, plot=not args.no_plot,
+                        val_limit=args.val_limit)
     _print(summary, args.json, [
         f"run folder: {out}",
-        f"test accuracy of the conventional network (before sharpening): "
-        f"{_pct(summary['test_accuracy_before_sharpening'])}",
+        f"validation accuracy of the conventional network (before sharpening): "
+        f"{_pct(summary['val_accuracy_before_sharpening'])}",
+        f"validation accuracy at final sharpness: {_pct(summary['val_accuracy'])}, fully "
+        f"binary: {_pct(summary['val_accuracy_binary'])}",
         f"test accuracy at final sharpness: {_pct(summary['test_accuracy'])}",
         f"test accuracy fully binary (every layer at sharpness 1): "
         f"{_pct(summary['test_accuracy_binary'])}",
@@ -176,7 +198,7 @@ def cmd_presets(_args: argparse.Namespace) -> int:
 def cmd_fetch(args: argparse.Namespace) -> int:
     from ..data import load
 
-    for split in ("train", "test"):
+    for split in ("train-full", "test"):
         images, _labels = load(args.dataset, split, data_dir=args.data_dir)
         print(f"{args.dataset} {split}: {tuple(images.shape)}")
     return 0

@@ -33,8 +33,8 @@ def plot_history(history: History, path: str | Path, title: str = "") -> Path:
     axes[1].set_ylabel("training loss")
     axes[1].set_yscale("log")
     for name, label in (("train_accuracy", "train (current s)"),
-                        ("val_accuracy", "test (current s)"),
-                        ("val_accuracy_binary", "test (fully binary)")):
+                        ("val_accuracy", "validation (current s)"),
+                        ("val_accuracy_binary", "validation (fully binary)")):
         pts = [(e, 100 * v) for e, v in zip(epochs, history.column(name), strict=True)
                if v is not None]
         if pts:

@@ -10,6 +10,7 @@ from torch import nn
 from ..nn.decode import key_generator
 from ..nn.surrogate import make_surrogate
 from ..sharpening.schedules import Sharpener, UniformAllocation, make_sharpener
+from ..training.distill import Distillation
 from .architectures import ARCHITECTURES, activation_factory
 from .config import TrainConfig
 
@@ -121,3 +122,44 @@ def build_lr_scheduler(
     if config.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.total_epochs)
     raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}; choose 'cosine' or none")
+
+
+TEACHER_KEYS = ("run", "temperature", "weight", "init", "distill")
+"""Keys of ``config.teacher`` (see :class:`~whetstone.presets.TrainConfig`)."""
+
+TWIN = "twin"
+"""``teacher.run`` value that means: this recipe's :func:`conventional_twin`, trained first."""
+
+
+def conventional_twin(config: TrainConfig) -> TrainConfig:
+    """The same recipe never sharpened: schedule ``none`` (sharpness 0 throughout), no
+    surrogate, no teacher; same network, seed, data, optimizer and epochs."""
+    data = config.merged({"schedule": {"name": "none"}, "surrogate": None}).to_dict()
+    data["teacher"] = {}
+    return TrainConfig.from_dict(data)
+
+
+def check_teacher(config: TrainConfig) -> None:
+    """Raise ``ValueError`` naming the problem if ``config.teacher`` is malformed."""
+    spec = config.teacher
+    if not spec:
+        return
+    unknown = sorted(set(spec) - set(TEACHER_KEYS))
+    if unknown:
+        raise ValueError(f"unknown teacher keys {unknown}; known: {list(TEACHER_KEYS)}")
+    if not isinstance(spec.get("run"), str) or not spec["run"]:
+        raise ValueError("teacher.run must name the teacher's run folder")
+    if not (spec.get("distill", True) or spec.get("init", False)):
+        raise ValueError("teacher: distill and init are both off; drop the teacher instead")
+    build_distillation(config)
+
+
+def build_distillation(config: TrainConfig) -> Distillation | None:
+    """The :class:`Distillation` of ``config.teacher``; ``None`` without a teacher or with
+    ``distill = false``."""
+    spec = config.teacher
+    if not spec or not spec.get("distill", True):
+        return None
+    defaults = Distillation()
+    return Distillation(temperature=float(spec.get("temperature", defaults.temperature)),
+                        weight=float(spec.get("weight", defaults.weight)))

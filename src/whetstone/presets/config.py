@@ -63,12 +63,31 @@ class TrainConfig:
     label_smoothing: float = 0.0
     """Label smoothing of the cross-entropy on the decode logits."""
     val_every: int = 1
-    """Evaluate on the test split every this many epochs (and always at the last)."""
+    """Evaluate on the validation split every this many epochs (and always at the last)."""
+    teacher: dict[str, Any] = field(default_factory=dict)
+    """Distillation from a trained run (empty: none). ``run``: the teacher's run folder (any
+    network with the same classes, typically this recipe never sharpened); ``temperature`` and
+    ``weight`` of :class:`whetstone.training.Distillation` (defaults 4 and 0.5); ``init``
+    (default false): start the student from the teacher's weights (same architecture needed);
+    ``distill`` (default true): false keeps the labels-only loss (``init`` alone)."""
     schedule_alternatives: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-schedule arguments used when ``--schedule NAME`` switches this preset's schedule."""
+    precision: str = "float32"
+    """Training precision: ``"float32"``, or ``"bf16"`` (each training step's forward and loss
+    under bfloat16 autocast; parameters and evaluation stay float32; see
+    :func:`whetstone.training.fit`)."""
+
+    _OMITTED_AT_DEFAULT = {"precision": "float32"}
+    """Fields added after run folders and result files were written: :meth:`to_dict` leaves
+    them out at their default, so such a configuration still compares (and hashes) equal to
+    one written before the field existed."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        for key, default in self._OMITTED_AT_DEFAULT.items():
+            if data[key] == default:
+                del data[key]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -99,7 +118,7 @@ class TrainConfig:
 
     def merged(self, overrides: dict[str, Any]) -> TrainConfig:
         """A copy with ``overrides`` applied; dict-valued fields merge key by key."""
-        data = self.to_dict()
+        data = asdict(self)
         for k, v in overrides.items():
             if k not in data:
                 raise ValueError(f"unknown configuration key {k!r}")

@@ -7,6 +7,7 @@ accuracies, times, versions, seed) and ``sharpening.png``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import random
@@ -23,10 +24,14 @@ from torch import nn
 from .. import __version__
 from ..data import ArrayLoader, load, to_float
 from ..presets.build import (
+    TWIN,
+    build_distillation,
     build_lr_scheduler,
     build_model,
     build_optimizer,
     build_sharpener,
+    check_teacher,
+    conventional_twin,
     gradient_clip,
 )
 from ..presets.config import TrainConfig
@@ -72,6 +77,61 @@ def load_split(dataset: str, split: str, data_dir: str | Path | None = None,
     return Split(to_float(images), labels.long())
 
 
+def load_teacher(config: TrainConfig, device: str = "cpu") -> nn.Module | None:
+    """The teacher model of ``config.teacher`` (its run folder rebuilt, eval mode), or ``None``.
+
+    Raises ``ValueError`` if the teacher learned another dataset or number of classes.
+    """
+    check_teacher(config)
+    if not config.teacher:
+        return None
+    if config.teacher["run"] == TWIN:
+        raise ValueError("teacher.run = 'twin' is resolved by train_run; give a run folder")
+    try:
+        teacher = load_run(config.teacher["run"])
+    except FileNotFoundError as exc:
+        raise ValueError(f"teacher: {exc}") from None
+    if teacher.config.dataset != config.dataset:
+        raise ValueError(f"teacher {teacher.path} learned {teacher.config.dataset}, the student "
+                         f"learns {config.dataset}")
+    if int(teacher.config.key["classes"]) != int(config.key["classes"]):
+        raise ValueError(f"teacher {teacher.path} has {teacher.config.key['classes']} classes, "
+                         f"the student {config.key['classes']}")
+    return teacher.model.to(device).eval()
+
+
+def _init_from_teacher(model: nn.Module, teacher: nn.Module, config: TrainConfig) -> None:
+    """Copy the teacher's parameters and BatchNorm statistics into ``model`` (same architecture);
+    the student keeps its own sharpness (0) and key."""
+    state = {k: v for k, v in teacher.state_dict().items() if not k.endswith("_sharpness")}
+    own = model.state_dict()
+    mismatched = sorted(k for k in state if k not in own or own[k].shape != state[k].shape)
+    if mismatched or set(own) - set(state) - {k for k in own if k.endswith("_sharpness")}:
+        raise ValueError(f"teacher.init: the teacher {config.teacher['run']} is not the student's "
+                         f"architecture (mismatched tensors: {mismatched[:4]})")
+    model.load_state_dict({**own, **state})
+
+
+def _train_twin(config: TrainConfig, out: Path, *args: Any) -> Path:
+    """Train (or reuse) the never-sharpened twin of ``config``; its folder.
+
+    The twin lives beside ``out`` in ``twin-HASH/`` (HASH: of the twin's configuration), so
+    recipes that differ only in how they sharpen share one twin; a finished twin there whose
+    ``config.json`` equals the twin of ``config`` is reused as it is.
+    """
+    twin = conventional_twin(config)
+    digest = hashlib.sha256(json.dumps(twin.to_dict(), sort_keys=True).encode()).hexdigest()
+    folder = out.parent / f"twin-{digest[:12]}"
+    if (folder / SUMMARY).is_file() and (folder / CONFIG).is_file():
+        try:
+            if TrainConfig.load(folder / CONFIG).to_dict() == twin.to_dict():
+                return folder
+        except ValueError:
+            pass  # unreadable: train it again
+    train_run(twin, folder, *args)
+    return folder
+
+
 def train_run(
     config: TrainConfig,
     out: str | Path,
@@ -81,22 +141,38 @@ def train_run(
     train_limit: int | None = None,
     test_limit: int | None = None,
     plot: bool = True,
+    val_limit: int | None = None,
 ) -> dict[str, Any]:
     """Train ``config`` and write its run folder ``out``; returns the summary.
 
-    ``train_limit`` / ``test_limit`` keep the first samples of each split (quick runs, tests).
+    The model trains on the ``"train"`` split and is validated on the ``"val"`` split (the last
+    5,000 images of the official training set, see :data:`whetstone.data.SPLITS`) during
+    training; the finished model is scored once on the ``"test"`` split (``test_accuracy``,
+    ``test_accuracy_binary``). With ``config.teacher`` the student distils from (and/or starts
+    from) a trained run; ``teacher.run = "twin"`` first trains this recipe never sharpened
+    into ``twin-HASH/`` beside ``out`` (or reuses it there) and uses that. ``train_limit``,
+    ``val_limit`` and ``test_limit`` keep the first samples of each split (quick runs, tests);
+    ``val_limit`` defaults to ``test_limit``.
     """
     out = Path(out)
+    check_teacher(config)  # bad teacher settings fail before anything is written
+    if config.teacher.get("run") == TWIN:
+        config = config.merged({"teacher": {"run": str(_train_twin(
+            config, out, data_dir, device, progress, train_limit, test_limit, val_limit))}})
+    teacher = load_teacher(config, device)
+    distillation = build_distillation(config)
     out.mkdir(parents=True, exist_ok=True)
     config.save(out / CONFIG)
     seed_everything(config.seed)
     t_start = time.perf_counter()
     train = load_split(config.dataset, "train", data_dir, train_limit)
+    val = load_split(config.dataset, "val", data_dir, val_limit if val_limit else test_limit)
     test = load_split(config.dataset, "test", data_dir, test_limit)
     if torch.device(device).type != "cpu":  # whole dataset on the accelerator: no copy per batch
-        train = Split(train.x.to(device), train.y.to(device))
-        test = Split(test.x.to(device), test.y.to(device))
+        train, val, test = (Split(d.x.to(device), d.y.to(device)) for d in (train, val, test))
     model = build_model(config)
+    if teacher is not None and config.teacher.get("init", False):
+        _init_from_teacher(model, teacher, config)
     optimizer = build_optimizer(config, model)
     sharpener = build_sharpener(config)
     train_loader: Any = ArrayLoader(train.x, train.y, config.batch_size, shuffle=True,
@@ -104,40 +180,52 @@ def train_run(
     if config.augment not in (None, "none"):
         shift, flip = parse_augment(config.augment)
         train_loader = Augmented(train_loader, max_shift=shift, seed=config.seed, flip=flip)
-    test_loader = ArrayLoader(test.x, test.y, 1000)
+    val_loader = ArrayLoader(val.x, val.y, 1000)
 
     history = fit(
         model, train_loader, config.total_epochs, optimizer, sharpener=sharpener,
-        val_loader=test_loader,
+        val_loader=val_loader,
         run_dir=out, device=device, progress=progress, val_every=config.val_every,
         channels_last=any(isinstance(m, nn.Conv2d) for m in model.modules()),
         scheduler=build_lr_scheduler(config, optimizer),
         loss_fn=torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
         clip_grad_norm=gradient_clip(config),
+        teacher=teacher if distillation is not None else None,
+        distillation=distillation,
+        precision=config.precision,
     )
     save_weights(model, out / WEIGHTS, metadata={"format": "whetstone-run", "version": __version__})
-    final_current = history[-1].val_accuracy
-    final_binary = history[-1].val_accuracy_binary
+    test_loader = ArrayLoader(test.x, test.y, 1000)
+    t_test = time.perf_counter()
+    test_current = evaluate(model, test_loader, device)
+    test_binary = (test_current if is_fully_sharp(model)
+                   else evaluate_binary(model, test_loader, device))
+    test_seconds = time.perf_counter() - t_test
+    val_binary = [r.val_accuracy_binary for r in history if r.val_accuracy_binary is not None]
     summary = {
         "name": config.name,
         "dataset": config.dataset,
         "seed": config.seed,
         "epochs": len(history),
         "schedule": config.schedule.get("name"),
-        "test_accuracy": final_current,
-        "test_accuracy_binary": final_binary,
-        "best_test_accuracy_binary": max(
-            (r.val_accuracy_binary for r in history if r.val_accuracy_binary is not None),
-            default=None,
-        ),
-        "test_accuracy_before_sharpening": next(
+        "test_accuracy": test_current,
+        "test_accuracy_binary": test_binary,
+        "val_accuracy": history[-1].val_accuracy,
+        "val_accuracy_binary": history[-1].val_accuracy_binary,
+        "best_val_accuracy_binary": max(val_binary, default=None),
+        "val_accuracy_before_sharpening": next(
             (r.val_accuracy for r in reversed(history)
              if r.val_accuracy is not None and max(r.sharpness) == 0.0), None),
         "final_sharpness": get_layer_sharpness(model),
         "fully_sharp": all(s >= 1.0 for s in get_layer_sharpness(model)),
         "train_samples": int(train.y.numel()),
+        "val_samples": int(val.y.numel()),
         "test_samples": int(test.y.numel()),
+        "splits": {"train": "train", "validation": "val", "reported": "test"},
+        "teacher": config.teacher.get("run") if config.teacher else None,
         "train_seconds": sum(r.epoch_time for r in history),
+        "val_seconds": sum(r.eval_time for r in history),
+        "test_seconds": test_seconds,
         "total_seconds": time.perf_counter() - t_start,
         "median_epoch_seconds": float(np.median([r.epoch_time for r in history])),
         "device": device,

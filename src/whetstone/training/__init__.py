@@ -1,13 +1,17 @@
-"""Training: the loop (:func:`fit`), evaluation at current and full sharpness, history."""
+"""Training: the loop (:func:`fit`), distillation from a teacher, evaluation at current and full
+sharpness, history."""
 
+from .distill import Distillation, distillation_loss
 from .history import EpochRecord, History, MetricsLog
 from .loop import TrainingError, evaluate, evaluate_binary, fit
 
 __all__ = [
+    "Distillation",
     "EpochRecord",
     "History",
     "MetricsLog",
     "TrainingError",
+    "distillation_loss",
     "evaluate",
     "evaluate_binary",
     "fit",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from ..sharpening.allocation import fully_sharpened, get_layer_sharpness, is_fully_sharp
 from ..sharpening.schedules import Sharpener
+from .distill import Distillation
 from .history import EpochRecord, History, MetricsLog
 
 Batches = Iterable[tuple[Tensor, Tensor]]
@@ -39,14 +40,39 @@ def full_float32() -> Iterator[None]:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = cudnn, matmul
 
 
+PRECISIONS = ("float32", "bf16")
+"""Training precisions of :func:`fit`: ``"float32"``, or ``"bf16"`` (forward and loss under
+``torch.autocast`` with bfloat16; parameters, optimizer state and evaluation stay float32)."""
+
+
+def training_autocast(precision: str, device: str | torch.device) -> AbstractContextManager:
+    """The context of a training step's forward and loss for ``precision`` (:data:`PRECISIONS`)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose from {list(PRECISIONS)}")
+    if precision == "float32":
+        return nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
+
+@contextmanager
+def no_autocast(device: str | torch.device = "cpu") -> Iterator[None]:
+    """Autocast off on ``device``'s type (and the CPU) for the block, even inside a caller's
+    ``torch.autocast``: evaluation computes in the model's own dtype (float32)."""
+    types = dict.fromkeys(("cpu", torch.device(device).type))
+    with ExitStack() as stack:
+        for device_type in types:
+            stack.enter_context(torch.autocast(device_type, enabled=False))
+        yield
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Batches, device: str | torch.device = "cpu") -> float:
     """Accuracy (fraction correct) of ``model``'s argmax over class logits on ``loader``,
-    computed in full float32 (:func:`full_float32`)."""
+    computed in full float32 (:func:`full_float32`, and autocast off: :func:`no_autocast`)."""
     was_training = model.training
     model.eval()
     correct = total = 0
-    with full_float32():
+    with full_float32(), no_autocast(device):
         try:
             for x, y in loader:
                 x, y = x.to(device), y.to(device)
@@ -87,6 +113,9 @@ def fit(
     val_every: int = 1,
     channels_last: bool = False,
     clip_grad_norm: float | None = None,
+    teacher: nn.Module | None = None,
+    distillation: Distillation | None = None,
+    precision: str = "float32",
 ) -> History:
     """Train ``model`` for ``epochs`` epochs, sharpening it with ``sharpener``.
 
@@ -103,9 +132,19 @@ def fit(
     that its L2 norm is at most this value (:func:`torch.nn.utils.clip_grad_norm_`): a sharpened
     BReLU's slope grows as ``1 / (1 - s + 0.001)``, so optimizers whose step scales with the
     gradient (SGD) may need it.
+    ``teacher`` (a trained model with the same classes, e.g. the never-sharpened twin) turns
+    the loss into :func:`~whetstone.training.distill.distillation_loss` of ``loss_fn`` and the
+    teacher's logits on the same (augmented) batch, with ``distillation``'s temperature and
+    weight (default :class:`~whetstone.training.distill.Distillation`); the teacher is run in
+    eval mode without gradients and is not changed.
+    ``precision`` ``"bf16"`` runs each training step's forward passes (the teacher's too) and
+    loss under ``torch.autocast`` with bfloat16 on ``device``'s type; the backward pass, the
+    parameters (float32) and the optimizer are unchanged, and validation (:func:`evaluate`)
+    runs in full float32 without autocast. ``"float32"`` (the default) uses no autocast.
     """
     if clip_grad_norm is not None and not clip_grad_norm > 0:
         raise ValueError(f"clip_grad_norm must be positive, got {clip_grad_norm}")
+    autocast = training_autocast(precision, device)  # checks precision before any work
     params = [p for p in model.parameters() if p.requires_grad]
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     model.to(device)
@@ -117,6 +156,13 @@ def fit(
     steps = len(train_loader) if hasattr(train_loader, "__len__") else None  # type: ignore[arg-type]
     if sharpener is not None:
         sharpener.on_train_begin(model, steps_per_epoch=steps)
+    if distillation is not None and teacher is None:
+        raise ValueError("fit: distillation settings given without a teacher")
+    if teacher is not None:
+        distillation = distillation or Distillation()
+        teacher.to(device).eval()
+        if channels_last:
+            teacher.to(memory_format=torch.channels_last)
 
     for epoch in range(start_epoch, epochs):
         model.train()
@@ -132,8 +178,13 @@ def fit(
             if x.ndim == 4:
                 x = x.contiguous(memory_format=fmt)
             optimizer.zero_grad(set_to_none=True)
-            logits = model(x)
-            loss = loss_fn(logits, y)
+            with autocast:
+                logits = model(x)
+                loss = loss_fn(logits, y)
+                if teacher is not None:
+                    with torch.no_grad():
+                        teacher_logits = teacher(x)
+                    loss = distillation(logits, teacher_logits, loss)  # type: ignore[misc]
             if loss.requires_grad:  # False once every layer is a step with no surrogate
                 loss.backward()
                 if clip_grad_norm is not None:
