@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 TORCH_PIN ?= torch==2.13.0
 SEED ?= 0
 
-.PHONY: demo test lint bench bench-mnist-dense bench-mnist-cnn bench-fashion-cnn bench-speed report clean bench-smoke bench-studies bench-peers-direct bench-peers-conversion bench-peers-sinabs
+.PHONY: demo test lint bench bench-mnist-dense bench-mnist-cnn bench-fashion-cnn bench-speed report clean bench-smoke bench-studies bench-peers-direct bench-peers-conversion bench-peers-sinabs gpu-carry gpu-unpack gpu-spiking
 
 $(VENV)/.base:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,21 @@ bench-mnist-cnn: $(VENV)/.dev
 
 bench-fashion-cnn: $(VENV)/.dev
 	$(PY) -m benchmarks.accuracy --recipe benchmarks/recipes/fashion-cnn-cpu.toml --device $(DEVICE)
+
+# Issue 10's GPU session (benchmarks/gpu-session.sh says how the device calls go): gpu-carry
+# builds the folder it carries (.gpu-carry/, data included); afterwards, with each call's files
+# copied to $(GPU_RETURN)/callK/, gpu-unpack puts the results and run folders in place and
+# gpu-spiking runs the exact spiking check on the CPU for every seed's sharpened network.
+GPU_RETURN ?= runs/gpu-return
+GPU_RUNS ?= runs/gpu
+gpu-carry: $(VENV)/.installed
+	PYTHON=$(PY) bash benchmarks/gpu-carry.sh
+
+gpu-unpack: $(VENV)/.installed
+	$(PY) -m benchmarks.gpu_bundle unpack $(GPU_RETURN)/*/ --into .
+
+gpu-spiking: $(VENV)/.dev
+	PYTHON=$(PY) bash benchmarks/gpu-spiking.sh $(GPU_RUNS)
 
 bench-speed: $(VENV)/.dev
 	$(PY) -m benchmarks.speed

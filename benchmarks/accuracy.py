@@ -1,9 +1,12 @@
 """Accuracy of a preset, fully binary, beside the same network never sharpened.
 
-For each seed: train the recipe with sharpening (every layer ends at sharpness 1), then the
+For each seed: train the recipe with sharpening (every layer ends at sharpness 1), and the
 same network, seed and epochs with the schedule off (sharpness 0 throughout, the conventional
-network). Both are evaluated on the full test set; the conventional one also fully binary
-(simply thresholded, no sharpening). Results are rewritten to JSON after every run.
+twin). Both train on the ``train`` split and are validated on ``val`` (the last 5,000 training
+images) while training; each finished network is scored once on the full test set, the
+conventional one also fully binary (simply thresholded, no sharpening). A recipe whose
+``teacher.run`` is ``"twin"`` trains the twin first and distils from it. Results are rewritten
+to JSON after every run.
 
     python -m benchmarks.accuracy --preset mnist-dense --seeds 0 1 2
     python -m benchmarks.accuracy --recipe benchmarks/recipes/mnist-cnn-cpu.toml --seeds 0
@@ -24,6 +27,7 @@ from typing import Any
 import torch
 
 from whetstone.presets import TrainConfig, get_preset, read_toml
+from whetstone.presets.build import TWIN, conventional_twin
 from whetstone.runs import train_run
 
 from .common import RESULTS, environment, write_json
@@ -39,9 +43,7 @@ def recipe_config(preset: str | None, recipe: str | Path | None) -> tuple[Any, s
     return get_preset(name).merged(values), label
 
 
-def conventional(config: Any) -> Any:
-    """The same recipe never sharpened: sharpness 0 throughout, no surrogate."""
-    return config.merged({"schedule": {"name": "none"}, "surrogate": None})
+conventional = conventional_twin
 
 
 def reusable_runs(path: Path, variant: str, config: Any) -> dict[int, dict[str, Any]]:
@@ -96,6 +98,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-baseline", action="store_true", help="skip the never-sharpened network")
     p.add_argument("--quick", action="store_true",
                    help="smoke check: 2 epochs on 2,000 training and 1,000 test images")
+    p.add_argument("--quick-size", type=int, nargs=2, default=[2000, 1000],
+                   metavar=("TRAIN", "TEST"),
+                   help="--quick's training and test (and validation) images")
     p.add_argument("--out", type=Path, help="JSON path (default: results/accuracy-LABEL.json)")
     p.add_argument("--runs-dir", type=Path, default=Path("runs/bench"))
     p.add_argument("--reuse-baseline", action="store_true",
@@ -119,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     limits: dict[str, int | None] = {"train_limit": None, "test_limit": None}
     if args.quick:
         label += "-quick"
-        limits = {"train_limit": 2000, "test_limit": 1000}
+        limits = {"train_limit": args.quick_size[0], "test_limit": args.quick_size[1]}
         config = config.merged({"epochs": 2, "val_every": 1,
                                 "schedule": {"name": "simple", "start_epoch": 0, "steps": 1,
                                              "mode": "batch"}})
@@ -141,7 +146,9 @@ def main(argv: list[str] | None = None) -> None:
     }
     variants = [("sharpened", config)]
     if not args.no_baseline:
-        variants.append(("conventional", conventional(config)))
+        twin = ("conventional", conventional(config))
+        # a recipe that distils from its twin needs the twin trained first
+        variants = [twin, *variants] if config.teacher.get("run") == TWIN else [*variants, twin]
     reuse: dict[str, dict[int, dict[str, Any]]] = {}
     if args.reuse_baseline:
         reuse["conventional"] = reusable_runs(out, "conventional", config)
@@ -160,11 +167,16 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{label} {variant} seed {seed}: reused from {out}", flush=True)
                 continue
             run_dir = args.runs_dir / f"{label}-{variant}-seed{seed}"
+            if variant == "sharpened" and cfg.teacher.get("run") == TWIN and not args.no_baseline:
+                cfg = cfg.merged({"teacher": {
+                    "run": str(args.runs_dir / f"{label}-conventional-seed{seed}")}})
             torch.manual_seed(seed)
             summary = train_run(cfg, run_dir, device=args.device, progress=False, **limits)
             result["runs"].append({"variant": variant, "seed": seed, "run_dir": str(run_dir),
                                    **{k: summary[k] for k in (
                                        "test_accuracy", "test_accuracy_binary", "epochs",
+                                       "val_accuracy", "val_accuracy_binary", "val_samples",
+                                       "teacher",
                                        "train_seconds", "median_epoch_seconds",
                                        "total_seconds", "final_sharpness", "test_samples",
                                        "train_samples")}})
@@ -176,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def plot_summary(rows: list[dict[str, Any]], path: Path) -> Path:
     """Study 1 as a figure: per recipe, the fully binary, conventional and thresholded test
-    accuracy (mean, bar; each seed, dot) and issue 4's goal (dashed), one panel per dataset.
+    accuracy (mean, bar; each seed, dot) and issue 10's goal (dashed), one panel per dataset.
 
     ``rows``: dicts with ``label``, ``dataset`` (panel title), ``device``, ``goal`` (fraction
     or ``None``) and the per-seed fractions ``binary``, ``conventional``, ``thresholded``.
@@ -216,7 +228,7 @@ def plot_summary(rows: list[dict[str, Any]], path: Path) -> Path:
                     lows.append(min(values))
             if row["goal"] is not None:
                 ax.plot([i - 0.45, i + 0.45], [100 * row["goal"]] * 2, "k--", lw=1,
-                        label=once("goal (issue 4)"))
+                        label=once("goal (issue 10)"))
         ax.set_xticks(range(len(members)),
                       [f"{r['label']}\n({r['device'].split(' ')[0]})" for r in members],
                       rotation=35, ha="right", fontsize=7)

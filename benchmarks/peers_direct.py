@@ -1,8 +1,10 @@
 """The field side by side, part 1: direct single-step training with snnTorch's surrogate gradient.
 
 The preset's network (mnist-dense: Flatten, Linear 784-256, act, Linear 256-64, act,
-Linear 64-100, act, SoftmaxDecode of the 10x100 key) is trained twice per seed with the same
-data, initial weights, optimizer, batch size, epochs, learning-rate schedule and augmentation:
+Linear 64-100, act, SoftmaxDecode of the 10x100 key), or a TOML recipe's (``--recipe``,
+BatchNorm included), is trained twice per seed with the same data, initial weights,
+optimizer, batch size, epochs, learning-rate schedule, augmentation and, where the recipe
+distils from its conventional twin, the same teacher:
 
 - **whetstone**: the preset itself (``train_run``), sharpened to binary; its binary accuracy.
 - **snnTorch**: every activation an ``snntorch.Leaky(beta=0, threshold)`` neuron run for one
@@ -11,7 +13,8 @@ data, initial weights, optimizer, batch size, epochs, learning-rate schedule and
   same key. With the default threshold 0.5 its forward is the same function as whetstone's
   binary network; only the training differs.
 
-Both are evaluated on the full test set, with their synaptic operations per inference counted
+Both train on the ``train`` split, validate on ``val`` and are scored once on the full test
+set, with their synaptic operations per inference counted
 the same way (every nonzero input of a Linear / decode times its fan-out; the first layer's
 inputs are real pixels, multiply-accumulates; the rest are spikes, accumulates).
 
@@ -21,6 +24,8 @@ PyTorch ReLU network and the snnTorch network, interleaved (one epoch of each pe
 several rounds, no augmentation); per-round ratios to ReLU, reported as medians.
 
     python -m benchmarks.peers_direct --seeds 0
+    python -m benchmarks.peers_direct --recipe benchmarks/recipes/fashion-dense-distill.toml \
+        --seeds 0 1 2      # reuses the runs benchmarks.accuracy trained for that recipe
     python -m benchmarks.peers_direct --quick
 """
 
@@ -31,6 +36,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -42,7 +48,13 @@ from whetstone.data import ArrayLoader
 from whetstone.nn.decode import SoftmaxDecode
 from whetstone.presets import TrainConfig, build_model, build_optimizer, get_preset
 from whetstone.presets.architectures import ARCHITECTURES
-from whetstone.presets.build import DATASET_SHAPES, build_key, build_lr_scheduler
+from whetstone.presets.build import (
+    DATASET_SHAPES,
+    build_distillation,
+    build_key,
+    build_lr_scheduler,
+    gradient_clip,
+)
 from whetstone.runs import load_run, load_split, seed_everything, train_run
 from whetstone.sharpening import SimpleSharpener, set_model_sharpness
 from whetstone.sharpening.allocation import fully_sharpened
@@ -50,6 +62,7 @@ from whetstone.training import fit
 from whetstone.training.augment import Augmented, parse_augment
 from whetstone.training.loop import evaluate
 
+from .accuracy import recipe_config
 from .common import RESULTS, environment, write_json
 from .report import _env_line, _pct
 from .speed import one_epoch
@@ -77,20 +90,45 @@ def peer_environment(device: str = "cpu") -> dict[str, Any]:
     return env
 
 
-def recipe(preset: str, quick: bool) -> tuple[TrainConfig, str, dict[str, int | None]]:
-    """The preset's configuration, the result label and the data limits.
+def recipe(preset: str | None, quick: bool, recipe_path: Path | None = None
+           ) -> tuple[TrainConfig, str, dict[str, int | None]]:
+    """The preset's configuration (or the TOML ``recipe_path`` on its preset), the result label
+    and the data limits.
 
     ``quick``: 2 epochs (no separate fine-tuning), every layer sharpened within the first
     1.4 epochs (so the network ends binary), 2,000 training and 1,000 test images, label
     suffix ``-quick``.
     """
-    config = get_preset(preset)
+    if recipe_path is not None:
+        config, label = recipe_config(None, recipe_path)
+    else:
+        config, label = get_preset(preset or "mnist-dense"), preset or "mnist-dense"
     if not quick:
-        return config, preset, dict(FULL_LIMITS)
+        return config, label, dict(FULL_LIMITS)
     config = config.merged({"epochs": 2, "finetune_epochs": 0, "val_every": 1,
                             "schedule": {"name": "scheduled", "start": 0.2, "duration": 0.4,
                                          "intermission": 0.0}})
-    return config, f"{preset}-quick", dict(QUICK_LIMITS)
+    return config, f"{label}-quick", dict(QUICK_LIMITS)
+
+
+def accuracy_run(config: TrainConfig, label: str, seed: int) -> Path | None:
+    """The sharpened run of ``benchmarks.accuracy`` for this recipe and seed, if that study
+    already trained it (same configuration, seed aside): the peers then reuse it."""
+    path = RESULTS / f"accuracy-{label}.json"
+    if not path.exists():
+        return None
+    old = json.loads(path.read_text())
+
+    def key(cfg: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in cfg.items() if k != "seed"}
+
+    if old.get("quick") or key(old["config"]) != key(config.to_dict()):
+        return None
+    for run in old["runs"]:
+        if run["variant"] == "sharpened" and run["seed"] == seed:
+            folder = Path(run["run_dir"])
+            return folder if (folder / "model.safetensors").is_file() else None
+    return None
 
 
 def whetstone_run(config: TrainConfig, run_dir: Path, limits: dict[str, int | None],
@@ -148,11 +186,13 @@ def surrogate_name(threshold: float = 0.5) -> str:
 
 
 def train_model(config: TrainConfig, model: nn.Module, limits: dict[str, int | None],
-                device: str = "cpu") -> dict[str, Any]:
+                device: str = "cpu", teacher: nn.Module | None = None) -> dict[str, Any]:
     """Train ``model`` (no sharpening) exactly as ``train_run`` trains ``config``'s: same data
-    order, augmentation, optimizer, learning-rate schedule, loss and epochs; full test set."""
+    order, augmentation, optimizer, learning-rate schedule, loss, epochs and (with ``teacher``)
+    the same distillation; validated on the ``val`` split, scored once on the full test set."""
     seed_everything(config.seed)
     train = load_split(config.dataset, "train", limit=limits["train_limit"])
+    val = load_split(config.dataset, "val", limit=limits["test_limit"])
     test = load_split(config.dataset, "test", limit=limits["test_limit"])
     optimizer = build_optimizer(config, model)
     loader: Any = ArrayLoader(train.x, train.y, config.batch_size, shuffle=True, seed=config.seed)
@@ -160,12 +200,18 @@ def train_model(config: TrainConfig, model: nn.Module, limits: dict[str, int | N
         shift, flip = parse_augment(config.augment)
         loader = Augmented(loader, max_shift=shift, seed=config.seed, flip=flip)
     test_loader = ArrayLoader(test.x, test.y, 1000)
-    history = fit(model, loader, config.total_epochs, optimizer, val_loader=test_loader,
+    distillation = build_distillation(config) if teacher is not None else None
+    history = fit(model, loader, config.total_epochs, optimizer,
+                  val_loader=ArrayLoader(val.x, val.y, 1000),
                   device=device, progress=False, val_every=config.val_every,
                   scheduler=build_lr_scheduler(config, optimizer),
-                  loss_fn=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing))
+                  loss_fn=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
+                  clip_grad_norm=gradient_clip(config), teacher=teacher,
+                  distillation=distillation)
     times = [r.epoch_time for r in history]
     return {"test_accuracy": evaluate(model, test_loader, device), "epochs": len(history),
+            "val_accuracy": history[-1].val_accuracy, "val_samples": int(val.y.numel()),
+            "teacher": None if distillation is None else asdict(distillation),
             "train_seconds": sum(times), "median_epoch_seconds": statistics.median(times),
             "train_samples": int(train.y.numel()), "test_samples": int(test.y.numel())}
 
@@ -284,6 +330,9 @@ def training_cost(config: TrainConfig, rounds: int, limit: int | None,
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--preset", default="mnist-dense")
+    p.add_argument("--recipe", type=Path,
+                   help="TOML recipe (a preset plus overrides) instead of --preset; the runs\n"
+                        "benchmarks.accuracy trained for it are reused")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--threshold", type=float, default=0.5,
                    help="snnTorch firing threshold (0.5: whetstone's spike threshold)")
@@ -294,7 +343,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--runs-dir", type=Path, default=Path("runs/bench"))
     args = p.parse_args(argv)
 
-    config, label, limits = recipe(args.preset, args.quick)
+    config, label, limits = recipe(args.preset, args.quick, args.recipe)
     out = RESULTS / f"peers-direct-{label}.json"
     result: dict[str, Any] = {
         "study": "peers-direct",
@@ -315,8 +364,13 @@ def main(argv: list[str] | None = None) -> None:
     test = load_split(config.dataset, "test", limit=limits["test_limit"])
     for seed in args.seeds:
         cfg = config.merged({"seed": seed})
-        run_dir = args.runs_dir / f"peers-{label}-whetstone-seed{seed}"
-        summary = whetstone_run(cfg, run_dir, limits, args.device)
+        reused = None if args.quick else accuracy_run(cfg, label, seed)
+        run_dir = reused or args.runs_dir / f"peers-{label}-whetstone-seed{seed}"
+        if reused:
+            print(f"whetstone run reused from benchmarks.accuracy: {run_dir}", flush=True)
+            summary = json.loads((run_dir / "summary.json").read_text())
+        else:
+            summary = whetstone_run(cfg, run_dir, limits, args.device)
         ours = load_run(run_dir).model
         with fully_sharpened(ours):
             ours_ops = count_synops(ours, test.x)
@@ -337,7 +391,10 @@ def main(argv: list[str] | None = None) -> None:
 
         t0 = time.perf_counter()
         snn = snntorch_model(cfg, args.threshold)
-        res = train_model(cfg, snn, limits, args.device)
+        # a recipe that distils: snnTorch learns from the very teacher whetstone's run used
+        teacher_dir = TrainConfig.load(run_dir / "config.json").teacher.get("run")
+        teacher = load_run(teacher_dir).model if teacher_dir else None
+        res = train_model(cfg, snn, limits, args.device, teacher=teacher)
         snn_ops = count_synops(snn, test.x)
         result["runs"].append({"method": "snntorch", "seed": seed, **res, "synops": snn_ops,
                                "total_seconds": time.perf_counter() - t0})
@@ -370,11 +427,15 @@ def section() -> list[str]:
     if not results:
         return []
     lines = ["## The field side by side: direct single-step training (snnTorch)", "",
-             "The preset's dense network, data, initial weights, optimizer, epochs, batch, "
-             "learning-rate schedule and augmentation; *whetstone*: sharpened to binary; "
+             "The recipe's dense network (BatchNorm included where it has it), data, initial "
+             "weights, optimizer, epochs, batch, learning-rate schedule, augmentation and, for a "
+             "recipe that distils from its conventional twin, the same teacher and distillation "
+             "loss; *whetstone*: sharpened to binary; "
              "*snnTorch*: `snntorch.Leaky(beta=0)` neurons run for one time step from a zero "
              "membrane, trained directly with snnTorch's default surrogate gradient, output "
-             "spikes decoded by the same key. Full test set. Synaptic operations per inference: "
+             "spikes decoded by the same key. Trained on `train`, validated on `val`, full test "
+             "set scored once (files without `val_samples` predate the validation split and "
+             "were validated on test). Synaptic operations per inference: "
              "nonzero inputs times fan-out (first layer MACs on pixels, the rest ACs on spikes).",
              "", "| preset | method | test accuracy (%) | synaptic ops / inference | "
              "median s/epoch (training run) |", "|---|---|---|---|---|"]
@@ -387,7 +448,8 @@ def section() -> list[str]:
             ops = statistics.mean(x["synops"]["synops"] for x in runs)
             secs = statistics.median(x["median_epoch_seconds"] for x in runs)
             name = "whetstone (binary)" if method == "whetstone" else (
-                f"snnTorch (threshold {r['snntorch']['threshold']})")
+                f"snnTorch (threshold {r['snntorch']['threshold']}"
+                f"{', distilled from the same teacher' if runs[0].get('teacher') else ''})")
             lines.append(f"| {r['label']} | {name} | {_pct([x['test_accuracy'] for x in runs])}"
                          f" | {ops:,.0f} | {secs:.2f} |")
         cost = r.get("cost")

@@ -12,6 +12,7 @@ import sys
 
 STUDIES: dict[str, str] = {
     "accuracy": "benchmarks.accuracy",
+    "tuning": "benchmarks.tuning",
     "encoding": "benchmarks.encoding",
     "optimizers": "benchmarks.optimizers",
     "schedules": "benchmarks.schedules",

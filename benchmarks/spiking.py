@@ -73,12 +73,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--stats-samples", type=int, default=10_000)
     p.add_argument("--quant-samples", type=int, default=10_000)
     p.add_argument("--skip", nargs="*", default=[], choices=["speed", "stats", "quant"])
+    p.add_argument("--test-limit", type=int,
+                   help="only the first N test images (a smoke check; default: all 10,000)")
     args = p.parse_args(argv)
 
     run = load_run(args.run)
     model = run.model.eval()
     net = to_spiking(model)
-    test = load_split(run.config.dataset, "test")
+    test = load_split(run.config.dataset, "test", limit=args.test_limit)
     x, y = test.x, test.y.numpy()
     result: dict[str, Any] = {"study": "spiking", "label": args.label, "run": str(args.run),
                               "dataset": run.config.dataset, "environment": environment()}

@@ -11,6 +11,7 @@ from whetstone.presets.build import DATASET_SHAPES
 @pytest.mark.parametrize(("name", "layers", "width", "disjoint"), [
     ("mnist-dense", 3, 100, False), ("fashion-dense", 3, 100, False),
     ("mnist-cnn", 8, 40, True), ("fashion-cnn", 8, 40, True), ("cifar10-cnn", 8, 40, True),
+    ("cifar10-vgg-wide", 8, 40, True),
 ])
 def test_preset_architectures(name, layers, width, disjoint):
     config = get_preset(name)
@@ -112,3 +113,11 @@ def test_config_round_trip(tmp_path):
     config = get_preset("fashion-cnn")
     config.save(tmp_path / "config.json")
     assert TrainConfig.load(tmp_path / "config.json") == config
+
+
+def test_cifar10_vgg_wide_doubles_every_convolution_of_cifar10_cnn():
+    base, wide = get_preset("cifar10-cnn"), get_preset("cifar10-vgg-wide")
+    convs = [[m.out_channels for m in build_model(c) if isinstance(m, torch.nn.Conv2d)]
+             for c in (base, wide)]
+    assert convs == [[64, 64, 128, 128, 256, 256], [128, 128, 256, 256, 512, 512]]
+    assert base.merged({"name": "cifar10-vgg-wide", "model": wide.model}) == wide
