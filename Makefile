@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 TORCH_PIN ?= torch==2.13.0
 SEED ?= 0
 
-.PHONY: demo test lint bench bench-mnist-dense bench-mnist-cnn bench-fashion-cnn bench-speed report clean bench-smoke bench-studies bench-peers-direct bench-peers-conversion bench-peers-sinabs gpu-carry gpu-unpack gpu-spiking
+.PHONY: demo test lint bench bench-parity bench-mnist-dense bench-mnist-cnn bench-fashion-cnn bench-speed report clean bench-smoke bench-studies bench-peers-direct bench-peers-conversion bench-peers-sinabs gpu-carry gpu-unpack gpu-spiking
 
 $(VENV)/.base:
 	$(PYTHON) -m venv $(VENV)
@@ -104,6 +104,18 @@ bench-studies: $(VENV)/.bench
 	$(MAKE) bench-peers-direct bench-peers-conversion bench-peers-sinabs
 	$(MAKE) bench-peers-direct bench-peers-conversion bench-peers-sinabs \
 		PEER_PRESET=fashion-dense
+
+# Issue 10: the recipes chosen on the validation split (benchmarks/results/tuning-*.json), each
+# beside its conventional twin, 3 seeds; the time-to-accuracy preset; snnTorch on the same
+# recipes (reusing these runs); the sharpening overhead at 1 and 2 threads.
+bench-parity: $(VENV)/.bench
+	for ds in mnist fashion; do \
+		$(PY) -m benchmarks.accuracy --recipe benchmarks/recipes/$$ds-dense-bn-long.toml --seeds 0 1 2 && \
+		$(PY) -m benchmarks.run peers-direct --recipe benchmarks/recipes/$$ds-dense-bn-long.toml \
+			--seeds 0 1 2 || exit 1; \
+	done
+	$(PY) -m benchmarks.accuracy --preset mnist-dense-fast --seeds 0 1 2 --no-baseline
+	$(PY) -m benchmarks.speed --pairs 7 --threads 1 2
 
 # The peers, one command each (e.g. make bench-peers-direct PEER_PRESET=fashion-dense PEER_SEEDS=0).
 PEER_PRESET ?= mnist-dense

@@ -112,7 +112,7 @@ def _init_from_teacher(model: nn.Module, teacher: nn.Module, config: TrainConfig
     model.load_state_dict({**own, **state})
 
 
-def _train_twin(config: TrainConfig, out: Path, *args: Any) -> Path:
+def _train_twin(config: TrainConfig, out: Path, **train_args: Any) -> Path:
     """Train (or reuse) the never-sharpened twin of ``config``; its folder.
 
     The twin lives beside ``out`` in ``twin-HASH/`` (HASH: of the twin's configuration), so
@@ -128,7 +128,7 @@ def _train_twin(config: TrainConfig, out: Path, *args: Any) -> Path:
                 return folder
         except ValueError:
             pass  # unreadable: train it again
-    train_run(twin, folder, *args)
+    train_run(twin, folder, **train_args)
     return folder
 
 
@@ -157,8 +157,10 @@ def train_run(
     out = Path(out)
     check_teacher(config)  # bad teacher settings fail before anything is written
     if config.teacher.get("run") == TWIN:
-        config = config.merged({"teacher": {"run": str(_train_twin(
-            config, out, data_dir, device, progress, train_limit, test_limit, val_limit))}})
+        twin = _train_twin(config, out, data_dir=data_dir, device=device, progress=progress,
+                           train_limit=train_limit, test_limit=test_limit, plot=plot,
+                           val_limit=val_limit)
+        config = config.merged({"teacher": {"run": str(twin)}})
     teacher = load_teacher(config, device)
     distillation = build_distillation(config)
     out.mkdir(parents=True, exist_ok=True)
