@@ -336,7 +336,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--threshold", type=float, default=0.5,
                    help="snnTorch firing threshold (0.5: whetstone's spike threshold)")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="interleaved timing rounds (0: no timing; a resumed file keeps its own)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--quick", action="store_true",
                    help="smoke check: 2 epochs on 2,000 training and 1,000 test images")
@@ -361,6 +362,13 @@ def main(argv: list[str] | None = None) -> None:
         "quick": args.quick,
         "runs": [],
     }
+    if out.exists() and not args.quick:  # resume: keep the other seeds of the same recipe
+        old = json.loads(out.read_text())
+        if old.get("config", {}) == config.to_dict():
+            result["runs"] = [r for r in old["runs"] if r["seed"] not in args.seeds]
+            result["cost"] = old.get("cost")
+            result["invocations"] = [*old.get("invocations", [old["environment"]]),
+                                     result["environment"]]
     test = load_split(config.dataset, "test", limit=limits["test_limit"])
     for seed in args.seeds:
         cfg = config.merged({"seed": seed})
@@ -403,6 +411,10 @@ def main(argv: list[str] | None = None) -> None:
               f"({res['median_epoch_seconds']:.2f} s/epoch, {snn_ops['synops']:.0f} synops)",
               flush=True)
 
+    if args.rounds == 0:  # no timing this time (a resumed file keeps its earlier one)
+        write_json(out, result)
+        print(f"wrote {out}")
+        return
     cost_limit = limits["train_limit"]
     result["cost"] = training_cost(config, 2 if args.quick else args.rounds, cost_limit,
                                    args.threshold)
@@ -470,6 +482,8 @@ def section() -> list[str]:
         details += ["", f"- **{r['label']}** (seeds {sorted({x['seed'] for x in r['runs']})}; "
                     f"{_versions_line(r['environment'])}; surrogate "
                     f"`{r['snntorch']['surrogate']}`): {_env_line(r['environment'])}"]
+        details += [f"  - earlier invocation of this file: {_env_line(env)}"
+                    for env in r.get("invocations", [])[:-1]]
     return [*lines, *details, ""]
 
 
