@@ -99,3 +99,26 @@ def test_make_surrogate_by_name():
 def test_sigmoid_threshold_is_zero():
     layer = ws.nn.SpikingSigmoid(1.0)
     assert layer(torch.tensor([-1e-6, 0.0, 1e-6])).tolist() == [0.0, 1.0, 1.0]
+
+
+def test_set_sharpness_is_the_setter_and_writes_the_buffer_only_on_change():
+    layer = ws.nn.SpikingBReLU(0.25)
+    version = layer._sharpness._version
+    layer.set_sharpness(0.25)  # unchanged: no write
+    assert layer._sharpness._version == version
+    layer.set_sharpness(0.5)
+    assert layer.sharpness == 0.5 and layer.state_dict()["_sharpness"].item() == 0.5
+    layer.sharpness = 1.0
+    assert layer.sharpness == 1.0 and layer.state_dict()["_sharpness"].item() == 1.0
+    with pytest.raises(ValueError, match="sharpness"):
+        layer.set_sharpness(1.5)
+    assert layer.sharpness == 1.0
+
+
+def test_failed_load_keeps_buffer_and_host_copy_equal():
+    layer = ws.nn.SpikingBReLU(0.3)
+    with pytest.raises(RuntimeError, match="_sharpness"):
+        layer.load_state_dict({"_sharpness": torch.tensor(1.5, dtype=torch.float64)})
+    assert layer.sharpness == 0.3 and layer._sharpness.item() == 0.3
+    layer.set_sharpness(0.3)
+    assert layer.state_dict()["_sharpness"].item() == 0.3

@@ -92,3 +92,28 @@ def test_modules_any_shape_binary_at_one(cls, shape):
     y = layer(torch.randn(shape))
     assert y.shape == shape
     assert set(y.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_brelu_gradient_exact_values():
+    # s = 0.2: slope a = 1 / 0.801; y = hardtanh(b + a x), b = 0.5 - 0.5 a; the gradient is a
+    # (the incoming 1 times alpha) where 0 < b + a x < 1, else 0
+    a = F.brelu_slope(0.2)
+    assert a == 1 / 0.801
+    x = torch.tensor([0.05, 0.2, 0.5, 0.9, 0.95], dtype=torch.float64, requires_grad=True)
+    F.brelu(x, 0.2).backward(torch.ones(5, dtype=torch.float64))
+    assert x.grad.tolist() == [0.0, a, a, a, 0.0]
+    x32 = torch.tensor([0.05, 0.5, 0.95], requires_grad=True)
+    F.brelu(x32, 0.2).backward(torch.tensor([1.0, -2.0, 1.0]))
+    a32 = torch.tensor(a, dtype=torch.float32).item()
+    assert x32.grad.tolist() == [0.0, -2.0 * a32, 0.0]
+
+
+def test_brelu_offset_is_per_dtype():
+    """The cached offset tensor of one dtype is never used for another."""
+    x = torch.tensor([0.3, 0.6], dtype=torch.float64)
+    first = F.brelu(x.float(), 0.37)
+    again = F.brelu(x, 0.37)
+    slope = 1 / (1 - 0.37 + 0.001)
+    assert again.dtype == torch.float64 and first.dtype == torch.float32
+    assert again.tolist() == pytest.approx([(v - 0.5) * slope + 0.5 for v in (0.3, 0.6)],
+                                           rel=1e-14)

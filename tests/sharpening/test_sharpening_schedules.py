@@ -186,3 +186,20 @@ def test_resume_from_state_dict_continues_exactly(make):
             seq.append(get_layer_sharpness(resumed_net))
         second.on_epoch_end(resumed_net, epoch, losses[epoch])
     assert seq == full
+
+
+def test_per_batch_hook_writes_only_the_moving_layer_and_buffers_follow():
+    """Bottom-up per-batch sharpening moves one layer at a time; the others' buffers are not
+    rewritten, and every buffer (what state_dict saves) equals the value forward reads."""
+    net = model(3)
+    layers = [m for m in net if isinstance(m, ws.nn.SpikingBReLU)]
+    sharpener = SimpleSharpener(start_epoch=0, steps=2, mode="batch")
+    sharpener.on_train_begin(net, steps_per_epoch=4)
+    sharpener.ticks = 10
+    sharpener.on_batch_end(net)  # m = 11 / 24: layer 0 done, layer 1 at 0.375, layer 2 at 0
+    versions = [layer._sharpness._version for layer in layers]
+    sharpener.on_batch_end(net)  # m = 12 / 24: layer 1 moves to 0.5
+    assert get_layer_sharpness(net) == [1.0, 0.5, 0.0]
+    assert ([layer._sharpness._version - v for layer, v in zip(layers, versions, strict=True)]
+            == [0, 1, 0])
+    assert [layer._sharpness.item() for layer in layers] == [1.0, 0.5, 0.0]

@@ -31,7 +31,7 @@ class Sharpenable(nn.Module, ABC):
         super().__init__()
         self.register_buffer("_sharpness", torch.tensor(0.0, dtype=torch.float64))
         self._value = 0.0  # host copy of the buffer: reading it never waits for a GPU
-        self.sharpness = sharpness
+        self.set_sharpness(sharpness)
         self.surrogate = surrogate
 
     @property
@@ -46,11 +46,22 @@ class Sharpenable(nn.Module, ABC):
 
     @sharpness.setter
     def sharpness(self, value: float) -> None:
+        self.set_sharpness(value)
+
+    def set_sharpness(self, value: float) -> None:
+        """Set the sharpness: the same as assigning :attr:`sharpness`, but cheaper.
+
+        Schedules call this on every batch. It bypasses ``nn.Module.__setattr__`` (whose
+        checks cost more than the rest together) and writes the buffer only when the value
+        changes; the buffer and the host copy always hold the same value, because every write
+        goes through here or through :meth:`load_state_dict`.
+        """
         value = float(value)
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"sharpness must lie in [0, 1], got {value}")
-        self._sharpness.fill_(value)
-        self._value = value
+        if value != self.__dict__.get("_value"):
+            self._sharpness.fill_(value)
+            self.__dict__["_value"] = value
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,  # type: ignore[no-untyped-def]
                               missing_keys, unexpected_keys, error_msgs) -> None:
@@ -59,6 +70,7 @@ class Sharpenable(nn.Module, ABC):
         value = float(self._sharpness)
         if not 0.0 <= value <= 1.0:
             error_msgs.append(f"{prefix}_sharpness: {value} does not lie in [0, 1]")
+            self._sharpness.fill_(self._value)  # keep the buffer equal to the host copy
             return
         self._value = value
 
@@ -67,7 +79,7 @@ class Sharpenable(nn.Module, ABC):
         """The activation for ``s < 1``."""
 
     def forward(self, x: Tensor) -> Tensor:
-        s = self.sharpness
+        s = self._value
         if s >= 1.0:
             return spike(x, self.threshold, self.surrogate)
         return self.soft(x, s)

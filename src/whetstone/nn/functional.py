@@ -17,6 +17,7 @@ All functions take tensors of any shape and work elementwise.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -46,8 +47,19 @@ def sigmoid_gain(sharpness: float) -> float:
 
 
 def heaviside(x: Tensor, threshold: float) -> Tensor:
-    """Binary spike ``1[x >= threshold]`` in the dtype of ``x`` (ties fire)."""
-    return (x >= threshold).to(x.dtype)
+    """Binary spike ``1[x >= threshold]`` in the dtype of ``x`` (ties fire, NaN gives 0).
+
+    One native comparison written straight into a tensor of ``x``'s dtype (no bool
+    intermediate); never differentiable.
+    """
+    return torch.ge(x, threshold, out=torch.empty_like(x))
+
+
+@functools.lru_cache(maxsize=16)
+def _brelu_offset(slope: float, dtype: torch.dtype) -> Tensor:
+    """The 0-dim CPU tensor ``0.5 - 0.5 slope`` in ``dtype`` (cached: a layer whose sharpness
+    stays put reuses it; nothing writes to it)."""
+    return torch.tensor(0.5 - 0.5 * slope, dtype=dtype)
 
 
 def brelu(x: Tensor, sharpness: float) -> Tensor:
@@ -61,7 +73,7 @@ def brelu(x: Tensor, sharpness: float) -> Tensor:
     # clip(a (x - 0.5) + 0.5, 0, 1) = hardtanh(b + a x), b = 0.5 - 0.5 a: two native ops (one
     # add with alpha, one hardtanh) and their native backward; a 0-dim CPU tensor acts as a
     # scalar on any device and does not change the dtype of x.
-    offset = torch.tensor(0.5 - 0.5 * slope, dtype=x.dtype)
+    offset = _brelu_offset(slope, x.dtype)
     return torch.nn.functional.hardtanh(torch.add(offset, x, alpha=slope), 0.0, 1.0)
 
 

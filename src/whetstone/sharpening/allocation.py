@@ -83,7 +83,7 @@ def set_layer_sharpness(model: nn.Module | Sequence[Sharpenable], values: Sequen
     if len(values) != len(layers):
         raise ValueError(f"got {len(values)} sharpness values for {len(layers)} layers")
     for layer, value in zip(layers, values, strict=True):
-        layer.sharpness = value
+        layer.set_sharpness(value)  # = ``layer.sharpness = value``, without nn.Module's hook
 
 
 def set_model_sharpness(
