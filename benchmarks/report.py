@@ -194,10 +194,10 @@ def time_to_accuracy_section() -> list[str]:
              "Fully binary test accuracy and training wall time (the epochs' training loops, "
              "validation passes excluded) of each run; goal (issue 10): at least 96.5 % in at "
              "most 12 s on 2 cores, median of 3 runs. The original Keras library needs 30-50 s "
-             "on this kind of machine for 96.3 % (method.md).", "",
-             "| recipe | network | seed | binary test (%) | training s | epochs |",
-             "|---|---|---|---|---|---|"]
+             "on this kind of machine for 96.3 % (method.md).", ""]
     for res in results:
+        lines += ["| recipe | network | seed | binary test (%) | training s | epochs |",
+                  "|---|---|---|---|---|---|"]
         runs = [r for r in res["runs"] if r["variant"] == "sharpened"]
         for r in runs:
             lines.append(f"| {res['label']} | {_network(res['config'])} | {r['seed']} | "
