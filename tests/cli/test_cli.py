@@ -105,3 +105,12 @@ def test_train_precision_flag_sets_the_config():
     assert config.precision == "bf16"
     with pytest.raises(SystemExit):
         parse(["train", "--preset", "mnist-cnn", "--precision", "fp16"])
+
+
+def test_user_errors_end_in_one_line(tmp_path, capsys, mnist_ready):
+    toml = tmp_path / "typo.toml"
+    toml.write_text('preset = "mnist-dense"\n[optimizer]\nname = "adam"\nlearning_rate = 0.1\n')
+    code = main(["train", "--config", str(toml), "--train-limit", "256", "--test-limit", "64",
+                 "--no-progress", "--no-plot", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "learning_rate" in err and "Traceback" not in err

@@ -208,11 +208,17 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "presets": cmd_presets
             "fetch": cmd_fetch, **spiking.COMMANDS}
 
 
+USER_ERRORS = (ValueError, OSError, ImportError, ArithmeticError, TypeError, RuntimeError,
+               AssertionError)
+"""What a user's input can raise (a bad value or file, a NaN loss, a mistyped keyword, a device
+torch was not built for): one line naming the problem, exit code 2, no traceback."""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, FileNotFoundError, ImportError) as exc:
+    except USER_ERRORS as exc:
         print(f"whetstone {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
