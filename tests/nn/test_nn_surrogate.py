@@ -146,3 +146,17 @@ def test_heaviside_is_a_non_differentiable_step_in_the_input_dtype():
     y = F.heaviside(x, 0.5)
     assert y.dtype == torch.float64 and not y.requires_grad
     assert y.tolist() == [0.0, 1.0, 0.0, 1.0]  # NaN never fires
+
+
+def test_surrogate_with_only_a_grad_takes_the_generic_path():
+    """A user's strategy needs only ``grad(centred)``; its derivative reaches the input."""
+
+    class Triangle:
+        def grad(self, centred):
+            return (1 - centred.abs()).clamp_(min=0)
+
+    x = torch.tensor([0.0, 0.25, 0.5, 1.0, 2.0], requires_grad=True)
+    y = spike(x, 0.5, Triangle())
+    assert torch.equal(y.detach(), torch.tensor([0.0, 0.0, 1.0, 1.0, 1.0]))
+    y.sum().backward()
+    assert x.grad.tolist() == [0.5, 0.75, 1.0, 0.5, 0.0]

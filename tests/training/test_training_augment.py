@@ -63,3 +63,16 @@ def test_augmented_shift_only_draws_as_before():
     batches = [(torch.rand(8, 1, 5, 5), torch.zeros(8))]
     got = next(iter(Augmented(batches, 1, seed=3)))[0]
     assert torch.equal(got, random_shift(batches[0][0], 1, torch.Generator().manual_seed(3)))
+
+
+def test_shift_follows_the_documented_draws():
+    """dy for every image, then dx, each uniform in 0..2p; out = pad(x)[dy:dy+H, dx:dx+W]."""
+    x = torch.rand(12, 2, 7, 9)
+    y = random_shift(x, 3, torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    dy = torch.randint(0, 7, (12,), generator=g)
+    dx = torch.randint(0, 7, (12,), generator=g)
+    padded = torch.nn.functional.pad(x, (3, 3, 3, 3))
+    for i in range(12):
+        a, b = int(dy[i]), int(dx[i])
+        assert torch.equal(y[i], padded[i, :, a:a + 7, b:b + 9])

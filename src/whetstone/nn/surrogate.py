@@ -5,9 +5,12 @@ is zero, so the original Whetstone stopped learning below a fully sharpened laye
 surrogate keeps the forward exactly binary and only replaces the backward pass; it is
 optional (``surrogate=None`` keeps the true, zero gradient).
 
-The boxcar (:class:`StraightThrough`) is the training hot path and runs without Python in
-the backward pass (:func:`boxcar_spike`); other surrogates go through an autograd function
-that evaluates their derivative once in the forward pass.
+A surrogate may provide a *carrier*: a differentiable function of ``x`` made of native autograd
+nodes whose derivative is the surrogate. :func:`spike` overwrites the carrier's values with the
+exact step, unrecorded, so the backward pass runs no Python. The boxcar
+(:class:`StraightThrough`) does (the training hot path); a surrogate with only a ``grad``
+method (:class:`ArcTan`: an ``atan`` carrier costs more than evaluating its derivative once)
+goes through an autograd function that evaluates its derivative in the forward pass.
 """
 
 from __future__ import annotations
@@ -51,6 +54,11 @@ class StraightThrough:
         """``(lo, hi, scale)`` with ``grad(x - threshold) == scale * 1[lo < x < hi]`` for every
         non-NaN ``x`` of ``dtype`` (:func:`boxcar_window`)."""
         return boxcar_window(threshold, self.width, dtype)
+
+    def carrier(self, x: Tensor, threshold: float) -> Tensor:
+        """``scale * hardtanh(x, lo, hi)`` of :meth:`window`: its gradient is :meth:`grad`
+        bit for bit (see :func:`boxcar_window`)."""
+        return boxcar_carrier(x, *self.window(threshold, x.dtype))
 
 
 @dataclass(frozen=True)
@@ -143,25 +151,40 @@ def boxcar_window(threshold: float, width: float, dtype: torch.dtype) -> tuple[f
     return edge(-inf, centre), edge(inf, centre), scale
 
 
+def step_over(carrier: Tensor, x: Tensor, threshold: float) -> Tensor:
+    """``carrier`` with its values replaced by the exact step ``1[x >= threshold]``.
+
+    The step goes into the carrier's memory through a detached alias: autograd does not
+    record the write, so the result's gradient is the carrier's (a chain of native nodes, no
+    Python in the backward pass) while its values are exactly
+    :func:`~whetstone.nn.functional.heaviside`. The carrier's last node must not have saved
+    its own output (the shared version counter would flag it); the carriers here end in
+    ``hardtanh`` (saves its input), ``mul`` by a number or ``mul_`` (save nothing).
+    """
+    torch.ge(x, threshold, out=carrier.detach())
+    return carrier
+
+
 def boxcar_spike(x: Tensor, threshold: float, lo: float, hi: float, scale: float = 1.0) -> Tensor:
     """Exact spike ``1[x >= threshold]`` whose gradient is ``scale * 1[lo < x < hi]``.
 
     Built from native autograd nodes only, so the backward pass runs no Python:
     ``hardtanh(x, lo, hi)`` (times ``scale`` unless 1) records the boxcar gradient (its
     backward keeps the incoming gradient where ``lo < x < hi``, exactly, and saves only
-    ``x``), then its values are overwritten, unrecorded, with the step. The forward is
+    ``x``), then :func:`step_over` overwrites its values with the step. The forward is
     thus exactly :func:`~whetstone.nn.functional.heaviside`, and the gradient the boxcar.
     Outside the window the gradient is ``+0`` (the saved-slope product ``grad * 0`` gave
     ``-0`` for a negative incoming gradient, and NaN for an infinite one), and a NaN ``x``,
     whose spike is 0, passes the incoming gradient (the inclusive ``abs`` test gave 0).
     """
+    return step_over(boxcar_carrier(x, lo, hi, scale), x, threshold)
+
+
+def boxcar_carrier(x: Tensor, lo: float, hi: float, scale: float = 1.0) -> Tensor:
+    """``scale * hardtanh(x, lo, hi)``: gradient ``scale * 1[lo < x < hi]`` (native backward,
+    which saves only ``x``)."""
     carrier = torch.nn.functional.hardtanh(x, lo, hi)
-    if scale != 1.0:
-        carrier = carrier * scale
-    # the step goes into carrier's memory through a detached alias: not recorded by autograd,
-    # and the shared version counter would flag any node that had saved carrier itself
-    torch.ge(x, threshold, out=carrier.detach())
-    return carrier
+    return carrier if scale == 1.0 else carrier * scale
 
 
 class _SpikeFunction(torch.autograd.Function):
@@ -183,13 +206,15 @@ class _SpikeFunction(torch.autograd.Function):
 def spike(x: Tensor, threshold: float, surrogate: Surrogate | None) -> Tensor:
     """Exact binary spike ``1[x >= threshold]``, with ``surrogate``'s gradient if given.
 
-    The boxcar takes :func:`boxcar_spike` (native backward) in the floating dtypes of
-    :func:`boxcar_window`; any other surrogate or dtype, the generic autograd function.
+    A surrogate with a ``carrier(x, threshold)`` method (:class:`StraightThrough`) runs through
+    :func:`step_over` (native backward) in the floating dtypes of :func:`boxcar_window`; any
+    other surrogate (only ``grad(centred)``) or dtype, through the generic autograd function.
     """
     if surrogate is None or not (x.requires_grad and torch.is_grad_enabled()):
         return heaviside(x, threshold)
-    if type(surrogate) is StraightThrough and x.dtype in _BITS:
-        return boxcar_spike(x, threshold, *surrogate.window(threshold, x.dtype))
+    carrier = getattr(surrogate, "carrier", None)
+    if carrier is not None and x.dtype in _BITS:
+        return step_over(carrier(x, threshold), x, threshold)
     return _SpikeFunction.apply(x, threshold, surrogate)
 
 

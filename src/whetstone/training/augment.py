@@ -10,17 +10,20 @@ from torch import Tensor
 
 
 def random_shift(x: Tensor, max_shift: int, generator: torch.Generator) -> Tensor:
-    """Translate each image of ``x`` ``(N, C, H, W)`` by up to ``max_shift`` pixels (zero fill)."""
-    n, _c, h, w = x.shape
+    """Translate each image of ``x`` ``(N, C, H, W)`` by up to ``max_shift`` pixels (zero fill).
+
+    Image ``i`` becomes ``out[i, :, r, c] = pad(x)[i, :, r + dy_i, c + dx_i]`` with ``dy_i``,
+    ``dx_i`` drawn uniformly from ``0..2 * max_shift`` (``generator``; ``dy`` for all images
+    first, then ``dx``) and ``pad`` adding ``max_shift`` zero pixels on each side: one
+    indexed copy out of the view of every image's ``(2 max_shift + 1)^2`` windows.
+    """
+    n, c, h, w = x.shape
     p = max_shift
     padded = F.pad(x, (p, p, p, p))
-    dy = torch.randint(0, 2 * p + 1, (n,), generator=generator)
-    dx = torch.randint(0, 2 * p + 1, (n,), generator=generator)
-    rows = (dy[:, None] + torch.arange(h)[None, :]).to(x.device)  # (N, H)
-    cols = (dx[:, None] + torch.arange(w)[None, :]).to(x.device)  # (N, W)
-    idx_n = torch.arange(n, device=x.device)[:, None, None]
-    out = padded.permute(0, 2, 3, 1)[idx_n, rows[:, :, None], cols[:, None, :]]  # (N, H, W, C)
-    return out.permute(0, 3, 1, 2).contiguous()
+    dy = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(x.device)
+    dx = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(x.device)
+    windows = padded.unfold(2, h, 1).unfold(3, w, 1)  # (N, C, 2p+1, 2p+1, H, W), a view
+    return windows[torch.arange(n, device=x.device), :, dy, dx]  # (N, C, H, W)
 
 
 def random_flip(x: Tensor, generator: torch.Generator) -> Tensor:
