@@ -13,13 +13,18 @@ from ..sharpening.schedules import Sharpener, UniformAllocation, make_sharpener
 from ..training.distill import Distillation
 from .architectures import ARCHITECTURES, activation_factory
 from .config import TrainConfig
+from .schema import (
+    ALLOCATIONS,
+    DATASET_SHAPES,
+    TEACHER_KEYS,
+    ConfigError,
+    check_teacher_table,
+)
 
-DATASET_SHAPES: dict[str, tuple[int, int, int]] = {
-    "mnist": (1, 28, 28),
-    "fashion-mnist": (1, 28, 28),
-    "cifar10": (3, 32, 32),
-    "cifar100": (3, 32, 32),
-}
+__all__ = ["ALLOCATIONS", "CLIP_GRAD_NORM", "DATASET_SHAPES", "DEFAULT_LR", "OPTIMIZERS",
+           "TEACHER_KEYS", "TWIN", "build_distillation", "build_key", "build_lr_scheduler",
+           "build_model", "build_optimizer", "build_sharpener", "check_device", "check_teacher",
+           "conventional_twin", "gradient_clip", "optimizer_arguments"]
 
 
 def build_key(config: TrainConfig) -> torch.Tensor:
@@ -50,13 +55,15 @@ def build_model(config: TrainConfig, plain: bool = False) -> nn.Sequential:
     return builder(build_key(config), act=act, **spec)
 
 
-_OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adadelta": torch.optim.Adadelta,
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
     "rmsprop": torch.optim.RMSprop,
     "sgd": torch.optim.SGD,
 }
+"""The optimizers ``optimizer.name`` may name; ``optimizer`` may hold their keyword arguments."""
+_OPTIMIZERS = OPTIMIZERS  # the old private name
 
 DEFAULT_LR: dict[str, float] = {"adadelta": 4.0, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3,
                                 "sgd": 0.05}
@@ -74,26 +81,33 @@ def gradient_clip(config: TrainConfig) -> float | None:
     return None if value is None else float(value)
 
 
-def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """Optimizer from ``config.optimizer`` (``name``, ``lr``, other keyword arguments).
-
-    ``sgd`` defaults to momentum 0.9. ``clip_grad_norm`` is not passed to the optimizer (see
-    :func:`gradient_clip`).
-    """
+def optimizer_arguments(
+    config: TrainConfig,
+) -> tuple[type[torch.optim.Optimizer], dict[str, Any]]:
+    """The optimizer class of ``config.optimizer`` and its keyword arguments (``name`` and
+    ``clip_grad_norm`` removed; ``sgd`` defaults to momentum 0.9)."""
     spec: dict[str, Any] = dict(config.optimizer)
     spec.pop(CLIP_GRAD_NORM, None)
     name = spec.pop("name")
     try:
-        cls = _OPTIMIZERS[name]
-    except KeyError:
-        raise ValueError(f"unknown optimizer {name!r}; choose from {sorted(_OPTIMIZERS)}") from None
+        cls = OPTIMIZERS[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"unknown optimizer {name!r}; choose from {sorted(OPTIMIZERS)}",
+                          "optimizer.name") from None
     if name == "sgd":
         spec.setdefault("momentum", 0.9)
+    return cls, spec
+
+
+def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """Optimizer from ``config.optimizer`` (``name``, ``lr``, other keyword arguments).
+
+    ``sgd`` defaults to momentum 0.9. ``clip_grad_norm`` is not passed to the optimizer (see
+    :func:`gradient_clip`). The keywords were checked against the optimizer's signature when
+    the configuration was made (:func:`whetstone.presets.schema.validate_config`).
+    """
+    cls, spec = optimizer_arguments(config)
     return cls(model.parameters(), **spec)
-
-
-ALLOCATIONS = ("bottom-up", "uniform")
-"""Values of ``schedule.allocation``: how a schedule's model sharpness is spread over layers."""
 
 
 def build_sharpener(config: TrainConfig) -> Sharpener | None:
@@ -106,7 +120,8 @@ def build_sharpener(config: TrainConfig) -> Sharpener | None:
     name = spec.pop("name")
     allocation = spec.pop("allocation", "bottom-up")
     if allocation not in ALLOCATIONS:
-        raise ValueError(f"unknown schedule allocation {allocation!r}; choose from {ALLOCATIONS}")
+        raise ConfigError(f"unknown schedule allocation {allocation!r}; choose from "
+                          f"{ALLOCATIONS}", "schedule.allocation")
     if name in (None, "none"):
         return None
     sharpener = make_sharpener(name, **spec)
@@ -124,9 +139,6 @@ def build_lr_scheduler(
     raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}; choose 'cosine' or none")
 
 
-TEACHER_KEYS = ("run", "temperature", "weight", "init", "distill")
-"""Keys of ``config.teacher`` (see :class:`~whetstone.presets.TrainConfig`)."""
-
 TWIN = "twin"
 """``teacher.run`` value that means: this recipe's :func:`conventional_twin`, trained first."""
 
@@ -140,18 +152,43 @@ def conventional_twin(config: TrainConfig) -> TrainConfig:
 
 
 def check_teacher(config: TrainConfig) -> None:
-    """Raise ``ValueError`` naming the problem if ``config.teacher`` is malformed."""
-    spec = config.teacher
-    if not spec:
-        return
-    unknown = sorted(set(spec) - set(TEACHER_KEYS))
-    if unknown:
-        raise ValueError(f"unknown teacher keys {unknown}; known: {list(TEACHER_KEYS)}")
-    if not isinstance(spec.get("run"), str) or not spec["run"]:
-        raise ValueError("teacher.run must name the teacher's run folder")
-    if not (spec.get("distill", True) or spec.get("init", False)):
-        raise ValueError("teacher: distill and init are both off; drop the teacher instead")
+    """Raise :class:`~whetstone.presets.ConfigError` (a ``ValueError``) naming the field if
+    ``config`` is malformed: the whole configuration is checked again
+    (:meth:`TrainConfig.validate`; fields assigned after it was made included), then the
+    ``teacher`` table (:func:`~whetstone.presets.schema.check_teacher_table`)."""
+    config.validate()
+    check_teacher_table(config.teacher)
     build_distillation(config)
+
+
+def check_device(device: str) -> None:
+    """Raise :class:`~whetstone.presets.ConfigError` (field ``device``) unless torch can put a
+    tensor on ``device`` here: a malformed name (``"gpu"``), a device type torch was not built
+    for (``"cuda"`` on a CPU-only torch), or an index past the devices present."""
+    if not isinstance(device, str) or not device:
+        raise ConfigError(f"must name a torch device such as 'cpu' or 'cuda', got {device!r}",
+                          "device")
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise ConfigError(f"not a torch device {device!r} (e.g. 'cpu', 'cuda', 'cuda:1', "
+                          f"'mps'): {exc}", "device") from None
+    if parsed.type == "cpu":
+        return
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            why = (f"this torch ({torch.__version__}) was built without CUDA"
+                   if torch.version.cuda is None else "no CUDA GPU is visible")
+            raise ConfigError(f"{device!r} is not available: {why}; use 'cpu'", "device")
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise ConfigError(f"{device!r} is not available: {count} CUDA device(s) present "
+                              f"(cuda:0 to cuda:{count - 1})", "device")
+    try:
+        torch.empty(1, device=parsed)
+    except (RuntimeError, AssertionError, ValueError, TypeError) as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        raise ConfigError(f"{device!r} is not available here: {message}", "device") from None
 
 
 def build_distillation(config: TrainConfig) -> Distillation | None:

@@ -1,7 +1,12 @@
 """Training configurations: one dataclass that rebuilds a model and its training recipe.
 
 A configuration is built from a named preset, then a TOML file, then command-line overrides
-(later wins), and is saved as ``config.json`` in the run folder.
+(later wins), and is saved as ``config.json`` in the run folder. Every way of making one
+(the constructor, :meth:`TrainConfig.from_dict`, :meth:`~TrainConfig.load`,
+:meth:`~TrainConfig.merged`, :meth:`~TrainConfig.from_toml`) checks it against the schema
+(:func:`whetstone.presets.schema.validate_config`) and refuses it with a
+:class:`~whetstone.presets.ConfigError` naming the field (and the file) before anything is
+built or written.
 """
 
 from __future__ import annotations
@@ -9,9 +14,12 @@ from __future__ import annotations
 import copy
 import json
 import sys
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from .schema import ConfigError, check_keys, check_name, check_table, validate_config
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -30,6 +38,10 @@ class TrainConfig:
     ``allocation``: ``"bottom-up"`` (the default, lower layers finish first) or ``"uniform"``
     (the same schedule's model sharpness given to every layer alike, same timing; see
     :class:`whetstone.presets.build.UniformAllocation`).
+
+    A configuration is checked when it is made (:meth:`validate`): an invalid one raises
+    :class:`~whetstone.presets.ConfigError`. Fields assigned afterwards are checked again by
+    :meth:`validate` (which :func:`~whetstone.runs.train_run` calls before it writes).
     """
 
     name: str = "custom"
@@ -82,6 +94,15 @@ class TrainConfig:
     them out at their default, so such a configuration still compares (and hashes) equal to
     one written before the field existed."""
 
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every field and table (types, ranges, names, unknown keys; see
+        :func:`whetstone.presets.schema.validate_config`); raise
+        :class:`~whetstone.presets.ConfigError` naming the first offending field."""
+        validate_config(self)
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for key, default in self._OMITTED_AT_DEFAULT.items():
@@ -90,14 +111,20 @@ class TrainConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(
-                f"unknown configuration keys {sorted(unknown)}; known: {sorted(names)}"
-            )
-        return cls(**copy.deepcopy(data))
+    def field_names(cls) -> list[str]:
+        """The keys a configuration (a TOML file, ``config.json``) may hold."""
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str | Path | None = None) -> TrainConfig:
+        """The configuration of ``data`` (the keys of :meth:`field_names`), checked; errors name
+        ``source`` (the file it came from) when given."""
+        try:
+            table = check_table(data, "")
+            check_keys(table, "", cls.field_names(), "the configuration")
+            return cls(**copy.deepcopy(dict(table)))
+        except ConfigError as exc:
+            raise exc.within(None if source is None else str(source)) from exc.__cause__
 
     def save(self, path: str | Path) -> None:
         from ..runs.io import atomic_write_text
@@ -106,37 +133,102 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
+        """Read ``config.json`` (a run folder's). Anything wrong with the file (unreadable,
+        larger than :data:`MAX_CONFIG_BYTES`, not UTF-8 JSON, not an object, or any field the
+        schema refuses) raises :class:`~whetstone.presets.ConfigError` naming the file."""
+        raw = _read_bounded(path, "configuration")
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path}: cannot read the configuration: {exc}") from exc
-        return cls.from_dict(data)
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise ConfigError(f"not a JSON configuration ({_reason(exc)})",
+                              source=str(path)) from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"not a configuration: a JSON object of settings is expected, got "
+                              f"{type(data).__name__}", source=str(path))
+        return cls.from_dict(data, source=path)
+
+    @classmethod
+    def from_toml(cls, path: str | Path, preset: str | None = None) -> TrainConfig:
+        """The configuration of a TOML recipe: ``preset`` (else the file's ``preset`` key, else
+        the defaults) with the file's settings merged over it; errors name the file."""
+        values = read_toml(path)
+        file_preset = values.pop("preset", None)
+        from .registry import PRESETS, get_preset
+
+        if preset is None and file_preset is not None:
+            try:
+                check_name(file_preset, "preset", PRESETS, "preset")
+            except ConfigError as exc:
+                raise exc.within(str(path)) from None
+            preset = file_preset
+        base = get_preset(preset) if preset is not None else cls()
+        return base.merged(values, source=path)
 
     def with_schedule(self, name: str) -> TrainConfig:
         """A copy whose schedule is ``name`` with this preset's arguments for it."""
         return self.merged({"schedule": {"name": name}})
 
-    def merged(self, overrides: dict[str, Any]) -> TrainConfig:
-        """A copy with ``overrides`` applied; dict-valued fields merge key by key."""
+    def merged(self, overrides: Mapping[str, Any], source: str | Path | None = None
+               ) -> TrainConfig:
+        """A copy with ``overrides`` applied; dict-valued fields merge key by key (a new
+        ``name`` in ``optimizer`` or ``schedule``, or a new ``arch`` in ``model``, starts that
+        table afresh, a schedule from ``schedule_alternatives``). The result is checked;
+        errors name ``source`` (a file or an option) when given."""
+        try:
+            return self._merged(check_table(overrides, ""))
+        except ConfigError as exc:
+            raise exc.within(None if source is None else str(source)) from exc.__cause__
+
+    def _merged(self, overrides: Mapping[str, Any]) -> TrainConfig:
         data = asdict(self)
+        check_keys(overrides, "", list(data), "the configuration")
         for k, v in overrides.items():
-            if k not in data:
-                raise ValueError(f"unknown configuration key {k!r}")
-            if isinstance(data[k], dict) and isinstance(v, dict):
-                if "name" in v and v["name"] != data[k].get("name"):
-                    # another optimizer or schedule: its own arguments, not the old one's
+            if isinstance(data[k], dict) and isinstance(v, Mapping):
+                kind = "arch" if k == "model" else "name"
+                name = v.get(kind)
+                if kind in v and name != data[k].get(kind):
+                    # another optimizer, schedule or architecture: its own arguments, not the
+                    # old one's
                     alternatives = self.schedule_alternatives if k == "schedule" else {}
-                    data[k] = {"name": v["name"], **alternatives.get(v["name"], {})}
+                    own = alternatives.get(name, {}) if isinstance(name, str) else {}
+                    data[k] = {kind: name, **own}
                 data[k] = {**data[k], **v}
             else:
                 data[k] = v
         return TrainConfig.from_dict(data)
 
 
-def read_toml(path: str | Path) -> dict[str, Any]:
-    """Read a TOML configuration file (same keys as :class:`TrainConfig`, plus ``preset``)."""
+MAX_CONFIG_BYTES = 1 << 20
+"""Largest configuration file read (1 MiB): a bigger one is refused, not parsed."""
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if text else type(exc).__name__
+
+
+def _read_bounded(path: str | Path, what: str) -> bytes:
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read the TOML configuration: {exc}") from exc
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {what}: {exc.strerror or _reason(exc)}",
+                          source=str(path)) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"larger than {MAX_CONFIG_BYTES} bytes: not a {what} file",
+                          source=str(path))
+    return raw
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML configuration file (same keys as :class:`TrainConfig`, plus ``preset``).
+
+    The values are not checked here (:meth:`TrainConfig.from_toml` and
+    :meth:`TrainConfig.merged` do); an unreadable, oversized or malformed file raises
+    :class:`~whetstone.presets.ConfigError` naming it."""
+    raw = _read_bounded(path, "TOML configuration")
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ConfigError(f"cannot read the TOML configuration: {_reason(exc)}",
+                          source=str(path)) from None
