@@ -10,6 +10,13 @@
     whetstone export runs/mnist-dense --nir model.nir
     whetstone presets
     whetstone fetch mnist
+
+Errors are one line on stderr, never a traceback (``--debug``, before or after the command,
+prints it). Exit status: 0 done; 2 refused or failed because of the command line, a file,
+the data or the machine (a bad option or configuration field, a missing or corrupt file, a
+device torch cannot use, a diverging run; the line names the option, field or file); 1 an
+unexpected internal error (the line says so and suggests ``--debug``: please report it);
+130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -17,14 +24,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from . import spiking
+from . import options, spiking
+from .options import OneLineParser, UsageError
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=None, help="random seed (default: the preset's, 0)")
+    p.add_argument("--seed", type=options.seed, default=None,
+                   help="random seed (default: the preset's, 0)")
     p.add_argument("--data-dir", default=None,
                    help="dataset folder (default: $WHETSTONE_DATA or the user cache)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
@@ -32,10 +43,14 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="whetstone",
         description="Train deep networks to single-step binary spikes (Whetstone method).",
+        epilog="Errors are one line, exit status 2 (1: an internal error, 130: interrupted); "
+               "--debug shows the traceback.",
     )
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, print the traceback as well as the one-line message")
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a preset or configuration into a run folder")
@@ -55,10 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr-schedule", help="cosine or none")
     t.add_argument("--augment", help="shift or none")
     t.add_argument("--val-every", type=int, help="evaluate every N epochs")
-    t.add_argument("--train-limit", type=int, help="use only the first N training samples")
-    t.add_argument("--val-limit", type=int,
+    t.add_argument("--train-limit", type=options.count,
+                   help="use only the first N training samples")
+    t.add_argument("--val-limit", type=options.count,
                    help="use only the first N validation samples (default: --test-limit)")
-    t.add_argument("--test-limit", type=int, help="use only the first N test samples")
+    t.add_argument("--test-limit", type=options.count, help="use only the first N test samples")
     t.add_argument("--teacher", metavar="RUN",
                    help="distil from this trained run folder (e.g. the recipe never sharpened)")
     t.add_argument("--distill-temperature", type=float, metavar="T",
@@ -77,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="accuracy of a run at its sharpness and fully binary")
     e.add_argument("run", help="run folder")
     e.add_argument("--split", default="test", choices=["train", "val", "test", "train-full"])
-    e.add_argument("--limit", type=int, help="use only the first N samples")
+    e.add_argument("--limit", type=options.count, help="use only the first N samples")
     e.add_argument("--no-spiking", action="store_true",
                    help="skip converting to threshold neurons and running the numpy runtime")
     _add_common(e)
@@ -87,45 +103,71 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("presets", help="list the presets and their settings")
 
     f = sub.add_parser("fetch", help="download (or find) a dataset into the data folder")
-    f.add_argument("dataset", choices=["mnist", "fashion-mnist", "cifar10", "cifar100"])
+    f.add_argument("dataset", choices=options.DATASETS)
     f.add_argument("--data-dir", default=None)
+    for command in sub.choices.values():  # --debug after the command too
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="on an error, print the traceback as well")
     return parser
 
 
+@contextmanager
+def _blame(source: str | None) -> Iterator[None]:
+    """Attribute a :class:`~whetstone.presets.ConfigError` raised inside to ``source`` (the
+    option or file its value came from)."""
+    from ..presets import ConfigError
+
+    try:
+        yield
+    except ConfigError as exc:
+        raise exc.within(source) from exc.__cause__
+
+
+_OPTION_FIELDS = (("--epochs", "epochs"), ("--finetune-epochs", "finetune_epochs"),
+                  ("--batch-size", "batch_size"), ("--seed", "seed"),
+                  ("--lr-schedule", "lr_schedule"), ("--augment", "augment"),
+                  ("--val-every", "val_every"), ("--precision", "precision"))
+"""``train`` options that set one configuration field, in the order they are applied."""
+
+
 def _config_from_args(args: argparse.Namespace) -> Any:
-    from ..presets import TrainConfig, get_preset, read_toml
+    """The configuration of a ``train`` command line: the preset, then the TOML file, then
+    each option (later wins). Every step is checked against the schema; an error names the
+    option or the file its value came from (:class:`~whetstone.presets.ConfigError`)."""
+    from ..presets import TrainConfig, get_preset
     from ..presets.build import CLIP_GRAD_NORM, DEFAULT_LR
 
-    file_values: dict[str, Any] = read_toml(args.config) if args.config else {}
-    file_preset = file_values.pop("preset", None)
-    preset = args.preset or file_preset
-    if preset is None and not file_values:
-        raise SystemExit("whetstone train: give --preset NAME or --config FILE")
-    # later wins: preset, then the TOML file, then the command line
-    config = (get_preset(preset) if preset else TrainConfig()).merged(file_values)
+    if args.preset is None and args.config is None:
+        raise UsageError("give --preset NAME or --config FILE")
+    with _blame("--preset"):
+        if args.preset is not None:
+            get_preset(args.preset)  # checked first, so that its error names --preset
+    config = (TrainConfig.from_toml(args.config, preset=args.preset) if args.config is not None
+              else get_preset(args.preset))
     if args.schedule:
-        config = config.with_schedule(args.schedule)
-    overrides: dict[str, Any] = {
-        key: getattr(args, key)
-        for key in ("epochs", "finetune_epochs", "batch_size", "seed", "lr_schedule", "augment",
-                    "val_every", "precision")
-        if getattr(args, key) is not None
-    }
+        with _blame("--schedule"):
+            config = config.with_schedule(args.schedule)
+    changes: list[tuple[str, dict[str, Any]]] = [
+        (option, {key: getattr(args, key)}) for option, key in _OPTION_FIELDS
+        if getattr(args, key) is not None]
     if args.surrogate is not None:
-        overrides["surrogate"] = None if args.surrogate == "none" else args.surrogate
-    config = config.merged(overrides)
+        surrogate = None if args.surrogate == "none" else args.surrogate
+        changes.append(("--surrogate", {"surrogate": surrogate}))
     if args.optimizer and args.optimizer != config.optimizer["name"]:
-        config.optimizer = {"name": args.optimizer, "lr": DEFAULT_LR.get(args.optimizer, 1e-3)}
+        changes.append(("--optimizer", {"optimizer": {
+            "name": args.optimizer, "lr": DEFAULT_LR.get(args.optimizer, 1e-3)}}))
     if args.lr is not None:
-        config.optimizer = {**config.optimizer, "lr": args.lr}
+        changes.append(("--lr", {"optimizer": {"lr": args.lr}}))
     if args.clip_grad_norm is not None:
-        config.optimizer = {**config.optimizer, CLIP_GRAD_NORM: args.clip_grad_norm}
-    teacher = {key: value for key, value in (
-        ("run", args.teacher), ("temperature", args.distill_temperature),
-        ("weight", args.distill_weight), ("init", True if args.init_from_teacher else None))
-        if value is not None}
-    if teacher:
-        config = config.merged({"teacher": teacher})
+        changes.append(("--clip-grad-norm", {"optimizer": {CLIP_GRAD_NORM: args.clip_grad_norm}}))
+    changes += [(option, {"teacher": {key: value}}) for option, key, value in (
+        ("--teacher", "run", args.teacher), ("--distill-temperature", "temperature",
+                                             args.distill_temperature),
+        ("--distill-weight", "weight", args.distill_weight),
+        ("--init-from-teacher", "init", True if args.init_from_teacher else None))
+        if value is not None]
+    for option, overrides in changes:
+        config = config.merged(overrides, source=option)
     return config
 
 
@@ -141,10 +183,13 @@ def _pct(v: float | None) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from ..presets.build import check_device
     from ..runs import train_run
 
     config = _config_from_args(args)
-    out = Path(args.out or f"runs/{config.name}")
+    out = options.check_output_folder(args.out or f"runs/{config.name}", "--out")
+    with _blame("--device"):
+        check_device(args.device)
     summary = train_run(config, out, data_dir=args.data_dir, device=args.device,
                         progress=not args.no_progress, train_limit=args.train_limit,
                         test_limit=args.test_limit, plot=not args.no_plot,
@@ -164,8 +209,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..presets.build import check_device
     from ..runs import evaluate_run, seed_everything
 
+    with _blame("--device"):
+        check_device(args.device)
     seed_everything(args.seed or 0)
     result = evaluate_run(args.run, data_dir=args.data_dir, split=args.split, device=args.device,
                           limit=args.limit, spiking=not args.no_spiking)
@@ -209,18 +257,54 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "presets": cmd_presets
 
 
 USER_ERRORS = (ValueError, OSError, ImportError, ArithmeticError, TypeError, RuntimeError,
-               AssertionError)
+               AssertionError, MemoryError)
 """What a user's input can raise (a bad value or file, a NaN loss, a mistyped keyword, a device
-torch was not built for): one line naming the problem, exit code 2, no traceback."""
+torch was not built for, a file too big for memory): one line naming the problem, exit code 2,
+no traceback."""
+
+FORESEEN = (ValueError, OSError, ImportError)
+"""Errors whose message is the whole story (whetstone's own errors are ``ValueError``
+subclasses naming the field or file: ``ConfigError``, ``DatasetError``, ``NetworkFileError``,
+``ConversionError``; an ``OSError`` names its file). The other :data:`USER_ERRORS`, and any
+exception defined outside whetstone, add a hint to rerun with ``--debug``."""
+
+DEBUG_HINT = "rerun with --debug for the traceback"
+
+
+def report(command: str, exc: BaseException, debug: bool = False) -> int:
+    """Print ``exc`` as one line on stderr (after its traceback with ``debug``) and return the
+    exit status: 2 for :data:`USER_ERRORS`, 1 for anything else (an internal error)."""
+    if debug:
+        traceback.print_exception(exc)
+    own = type(exc).__module__.split(".")[0] == "whetstone"
+    message = " ".join(str(exc).split())
+    if not message:
+        message = type(exc).__name__
+    elif not (isinstance(exc, FORESEEN) or own):
+        message = f"{type(exc).__name__}: {message}"
+    if not isinstance(exc, USER_ERRORS):
+        message = f"internal error: {message}"
+    if not (isinstance(exc, FORESEEN) or own or debug):
+        message = f"{message} ({DEBUG_HINT})"
+    print(f"whetstone {command}: error: {message}", file=sys.stderr)
+    return 2 if isinstance(exc, USER_ERRORS) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command line; returns the exit status (see the module docstring). Argument
+    errors exit through ``SystemExit(2)`` after one line on stderr, ``--help`` through
+    ``SystemExit(0)``."""
     args = build_parser().parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
     try:
         return COMMANDS[args.command](args)
-    except USER_ERRORS as exc:
-        print(f"whetstone {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt as exc:
+        if debug:
+            traceback.print_exception(exc)
+        print(f"whetstone {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        return report(args.command, exc, debug)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,16 +1,23 @@
 """Subcommands on the spiking network of a run: convert, simulate, stats, quantize, export.
 
 Each reads a run folder (``whetstone train`` wrote it). The converted network is kept as
-``RUN/spiking.npz`` (no pickle, checksummed); commands convert on first use.
+``RUN/spiking.npz`` (no pickle, checksummed); commands convert on first use. Output paths
+(``--out``, ``--nir``, ``--plot``) are checked before any work, and a run that is not fully
+sharpened is refused with a message naming ``--force``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
+
+from . import options
+from .options import UsageError
 
 SPIKING_FILE = "spiking.npz"
 
@@ -26,21 +33,22 @@ def add_parsers(sub: Any, add_common: Any) -> None:
 
     s = sub.add_parser("simulate", help="run the spiking network (numpy) on a dataset")
     s.add_argument("run")
-    s.add_argument("--dataset", help="dataset (default: the run's)")
+    s.add_argument("--dataset", choices=options.DATASETS, help="dataset (default: the run's)")
     s.add_argument("--split", default="test", choices=["train", "val", "test", "train-full"])
-    s.add_argument("--limit", type=int)
+    s.add_argument("--limit", type=options.count)
     add_common(s)
 
     st = sub.add_parser("stats", help="spike density, Gini, synaptic operations, energy")
     st.add_argument("run")
-    st.add_argument("--limit", type=int, help="samples of the test split (default all)")
+    st.add_argument("--limit", type=options.count, help="samples of the test split (default all)")
     st.add_argument("--plot", help="figure path (default RUN/stats.png)")
     add_common(st)
 
     q = sub.add_parser("quantize", help="accuracy with weights and thresholds at K bits")
     q.add_argument("run")
-    q.add_argument("--bits", type=int, nargs="+", required=True, help="one or more K")
-    q.add_argument("--limit", type=int)
+    q.add_argument("--bits", type=options.bits, nargs="+", required=True,
+                   help="one or more K in [2, 32]")
+    q.add_argument("--limit", type=options.count)
     q.add_argument("--out", help="save the quantized network (one K only)")
     add_common(q)
 
@@ -53,21 +61,46 @@ def add_parsers(sub: Any, add_common: Any) -> None:
     add_common(e)
 
 
+def _check_run(run_dir: str) -> Path:
+    """``run_dir`` is an existing folder; else :class:`UsageError` naming it."""
+    path = Path(run_dir)
+    if not path.exists():
+        raise UsageError(f"{run_dir}: no such run folder")
+    if not path.is_dir():
+        raise UsageError(f"{run_dir}: is a file, not a run folder")
+    return path
+
+
 def _network(run_dir: str, force: bool = False) -> Any:
     from ..runtime import SpikingNetwork
 
-    path = Path(run_dir) / SPIKING_FILE
+    path = _check_run(run_dir) / SPIKING_FILE
     if path.is_file() and not force:
         return SpikingNetwork.load(path)
-    return _convert(run_dir, path, force)
+    return _convert(run_dir, path, force, converting=False)
 
 
-def _convert(run_dir: str, path: Path, force: bool) -> Any:
+def _convert(run_dir: str, path: Path, force: bool, converting: bool = True) -> Any:
+    """Convert the run's model to threshold neurons and save it at ``path``. A model below
+    sharpness 1 is refused unless ``force`` (then one warning line on stderr)."""
     from ..conversion import to_spiking
     from ..runs import load_run
+    from ..sharpening.allocation import get_layer_sharpness
 
-    run = load_run(run_dir)
-    net = to_spiking(run.model, force=force)
+    run = load_run(_check_run(run_dir))
+    sharpness = get_layer_sharpness(run.model)
+    if not force and any(s < 1.0 for s in sharpness):
+        levels = "/".join(f"{s:.2f}" for s in sharpness)
+        how = ("pass --force to convert it as if every layer were at 1" if converting else
+               f"'whetstone convert {run_dir} --force' converts it as if every layer were at 1")
+        raise UsageError(f"{run_dir}: the model is not fully sharpened (layer sharpness "
+                         f"{levels}), so no spiking network computes what it does; train "
+                         f"until every layer is at 1, or {how}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        net = to_spiking(run.model, force=force)
+    for warning in caught:
+        print(f"whetstone: warning: {' '.join(str(warning.message).split())}", file=sys.stderr)
     net.save(path)
     return net
 
@@ -75,9 +108,16 @@ def _convert(run_dir: str, path: Path, force: bool) -> Any:
 def _data(run_dir: str, dataset: str | None, split: str, limit: int | None,
           data_dir: str | None) -> tuple[Any, Any, str]:
     from ..presets import TrainConfig
+    from ..presets.schema import DATASET_SHAPES
     from ..runs import load_split
 
-    name = dataset or TrainConfig.load(Path(run_dir) / "config.json").dataset
+    learned = TrainConfig.load(_check_run(run_dir) / "config.json").dataset
+    name = dataset or learned
+    if DATASET_SHAPES[name] != DATASET_SHAPES[learned]:
+        shape = "x".join(map(str, DATASET_SHAPES[learned]))
+        other = "x".join(map(str, DATASET_SHAPES[name]))
+        raise UsageError(f"--dataset {name}: the run learned {learned} ({shape} inputs); "
+                         f"{name} has {other} inputs")
     data = load_split(name, split, data_dir, limit)
     return data.x.numpy(), data.y.numpy(), name
 
@@ -88,7 +128,9 @@ def _emit(result: dict[str, Any], as_json: bool, lines: list[str]) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    out = Path(args.out) if args.out else Path(args.run) / SPIKING_FILE
+    _check_run(args.run)
+    out = (options.check_output_file(args.out, "--out") if args.out
+           else Path(args.run) / SPIKING_FILE)
     net = _convert(args.run, out, args.force)
     kinds = [type(layer).__name__ for layer in net.layers]
     return _emit({"network": str(out), "layers": kinds}, args.json,
@@ -116,6 +158,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from ..metrics import network_stats, plot_stats
     from ..runs.io import atomic_write_text
 
+    if args.plot:
+        options.check_output_file(args.plot, "--plot")
     net = _network(args.run)
     x, y, name = _data(args.run, None, "test", args.limit, args.data_dir)
     stats = network_stats(net, x, y)
@@ -135,12 +179,14 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_quantize(args: argparse.Namespace) -> int:
     from ..quantization import quantization_sweep, quantize
 
+    if args.out:
+        if len(args.bits) != 1:
+            raise UsageError(f"--out needs exactly one --bits value, got {len(args.bits)}")
+        options.check_output_file(args.out, "--out")
     net = _network(args.run)
     x, y, _name = _data(args.run, None, "test", args.limit, args.data_dir)
     rows = quantization_sweep(net, x, y, bits=args.bits)
     if args.out:
-        if len(args.bits) != 1:
-            raise ValueError("--out needs exactly one --bits value")
         quantize(net, args.bits[0]).save(args.out)
     lines = [f"unquantized: {100 * rows[0]['reference_accuracy']:.2f} %"]
     lines += [f"{r['bits']:2d} bits: {100 * r['accuracy']:.2f} % "
@@ -153,6 +199,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..presets import TrainConfig
     from ..presets.build import DATASET_SHAPES
 
+    options.check_output_file(args.nir, "--nir")
     net = _network(args.run)
     config = TrainConfig.load(Path(args.run) / "config.json")
     to_nir(net, args.nir, neuron=args.neuron, input_shape=DATASET_SHAPES[config.dataset])

@@ -170,9 +170,9 @@ def check_device(device: str) -> None:
                           "device")
     try:
         parsed = torch.device(device)
-    except (RuntimeError, ValueError) as exc:
+    except (RuntimeError, ValueError):
         raise ConfigError(f"not a torch device {device!r} (e.g. 'cpu', 'cuda', 'cuda:1', "
-                          f"'mps'): {exc}", "device") from None
+                          f"'mps')", "device") from None
     if parsed.type == "cpu":
         return
     if parsed.type == "cuda":

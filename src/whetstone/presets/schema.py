@@ -580,13 +580,13 @@ def validate_config(config: TrainConfig) -> None:
     ``model`` (``arch`` and that architecture's keywords, :data:`MODEL_KEYS`: positive
     widths, ``dropout`` in [0, 1), sizes that match the dataset); ``activation``; ``key``
     (``classes`` equal to the dataset's, ``width >= classes``, ``overlapping`` boolean,
-    ``seed``; widths at most :data:`MAX_WIDTH`); ``optimizer`` (``name``; ``lr`` finite >= 0; ``clip_grad_norm`` finite > 0;
-    only the optimizer's own keywords, numbers finite and >= 0, ``betas`` in [0, 1), flags
-    boolean; built once); ``schedule`` (``name``, ``allocation``, the sharpener's keywords
-    with their types, required ones present; built once); ``surrogate``; ``epochs`` >= 1;
-    ``finetune_epochs`` >= 0; ``batch_size`` >= 1; ``val_every`` >= 1 (these four at most
-    :data:`MAX_COUNT`); ``seed`` in [0, 2^63); ``lr_schedule``; ``augment``;
-    ``label_smoothing`` in [0, 1); ``teacher``
+    ``seed``; widths at most :data:`MAX_WIDTH`); ``optimizer`` (``name``; ``lr`` finite
+    >= 0; ``clip_grad_norm`` finite > 0; only the optimizer's own keywords, numbers finite
+    and >= 0, ``betas`` in [0, 1), flags boolean; built once); ``schedule`` (``name``,
+    ``allocation``, the sharpener's keywords with their types, required ones present; built
+    once); ``surrogate``; ``epochs`` >= 1; ``finetune_epochs`` >= 0; ``batch_size`` >= 1;
+    ``val_every`` >= 1 (these four at most :data:`MAX_COUNT`); ``seed`` in [0, 2^63);
+    ``lr_schedule``; ``augment``; ``label_smoothing`` in [0, 1); ``teacher``
     (:func:`check_teacher_table`); ``schedule_alternatives`` (schedule names, their keywords
     and types); ``precision``.
     """
