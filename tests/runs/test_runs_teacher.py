@@ -93,15 +93,15 @@ def test_twin_teacher_is_trained_once_and_reused(tmp_path, mnist_ready):
 
 
 @pytest.mark.parametrize("teacher, match", [
-    ({"run": "x", "tempreature": 2.0}, "unknown teacher keys"),
+    ({"run": "x", "tempreature": 2.0}, "did you mean 'temperature'"),
     ({"weight": 0.5}, "teacher.run"),
     ({"run": "x", "weight": 2.0}, "weight"),
     ({"run": "x", "distill": False}, "both off"),
     ({"run": "no/such/run"}, "no config.json"),
 ])
 def test_bad_teacher_settings_fail_before_anything_is_written(tmp_path, teacher, match):
-    config = ws.presets.get_preset("mnist-dense").merged({**TINY, "teacher": teacher})
     with pytest.raises(ValueError, match=match):
+        config = ws.presets.get_preset("mnist-dense").merged({**TINY, "teacher": teacher})
         train_run(config, tmp_path / "out", progress=False, **LIMITS)
     assert not (tmp_path / "out").exists()
 

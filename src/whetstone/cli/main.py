@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 from collections.abc import Iterator
@@ -88,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "autocast (evaluation stays float32)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--no-plot", action="store_true", help="do not write sharpening.png")
+    t.add_argument("--resume", metavar="RUN",
+                   help="continue the interrupted run RUN from its last checkpoint (its own "
+                        "configuration and data; no other training option)")
     _add_common(t)
 
     e = sub.add_parser("evaluate", help="accuracy of a run at its sharpness and fully binary")
@@ -182,18 +186,36 @@ def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.2f} %"
 
 
+RESUME_EXCLUDES = ("preset", "config", "out", "epochs", "finetune_epochs", "batch_size",
+                   "optimizer", "lr", "clip_grad_norm", "schedule", "surrogate", "lr_schedule",
+                   "augment", "val_every", "train_limit", "val_limit", "test_limit", "teacher",
+                   "distill_temperature", "distill_weight", "init_from_teacher", "precision",
+                   "seed")
+"""``train`` options that ``--resume`` refuses: the interrupted run keeps its own."""
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from ..presets.build import check_device
     from ..runs import train_run
 
-    config = _config_from_args(args)
-    out = options.check_output_folder(args.out or f"runs/{config.name}", "--out")
+    if args.resume is not None:
+        given = [f"--{name.replace('_', '-')}" for name in RESUME_EXCLUDES
+                 if getattr(args, name, None) not in (None, False)]
+        if given:
+            raise UsageError(f"--resume continues a run with its own configuration and data; "
+                             f"drop {', '.join(given)}")
+        config, out = None, args.resume
+    else:
+        config = _config_from_args(args)
+        out = options.check_output_folder(args.out or f"runs/{config.name}", "--out")
     with _blame("--device"):
         check_device(args.device)
     summary = train_run(config, out, data_dir=args.data_dir, device=args.device,
                         progress=not args.no_progress, train_limit=args.train_limit,
                         test_limit=args.test_limit, plot=not args.no_plot,
-                        val_limit=args.val_limit)
+                        val_limit=args.val_limit, resume=args.resume is not None)
+    if os.environ.get("RANK", "0") != "0":  # a data-parallel job: rank 0 reports
+        return 0
     _print(summary, args.json, [
         f"run folder: {out}",
         f"validation accuracy of the conventional network (before sharpening): "
@@ -304,7 +326,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"whetstone {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
+        if _training_interrupted(exc):  # SIGINT/SIGTERM in training: a checkpoint was written
+            print(f"whetstone {args.command}: interrupted: {exc}", file=sys.stderr)
+            return 130
         return report(args.command, exc, debug)
+
+
+def _training_interrupted(exc: BaseException) -> bool:
+    """Is ``exc`` a :class:`whetstone.training.TrainingInterrupted`? (Looked up only if the
+    training loop was imported: the CLI does not import torch for commands that need none.)"""
+    loop = sys.modules.get("whetstone.training.loop")
+    return loop is not None and isinstance(exc, loop.TrainingInterrupted)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -43,6 +43,12 @@ class ArrayLoader:
             with ``seed + k``, so the order is reproducible.
         seed: base seed for shuffling.
         drop_last: skip a final batch smaller than ``batch_size``.
+        shard: ``(rank, world_size)`` for data-parallel training: this process takes the
+            indices that :class:`torch.utils.data.DistributedSampler` gives ``rank`` of
+            ``world_size`` (the epoch's permutation, padded to a multiple of
+            ``world_size``, every ``world_size``-th entry from ``rank``), so that batch ``k``
+            of all ranks together is batch ``k`` of one process with ``world_size`` times
+            the batch size. ``(0, 1)`` (the default) is the whole dataset.
 
     Each iteration yields ``(xb, yb)`` with ``xb.shape[0] == yb.shape[0]``. The
     permutation is applied on the tensors' device; without shuffling the batches
@@ -58,6 +64,7 @@ class ArrayLoader:
         shuffle: bool = False,
         seed: int = 0,
         drop_last: bool = False,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
@@ -69,7 +76,13 @@ class ArrayLoader:
         self.shuffle = shuffle
         self.seed = int(seed)
         self.drop_last = drop_last
-        self.dataset_size: int = int(x.shape[0])
+        rank, world = (int(v) for v in shard)
+        if not (world >= 1 and 0 <= rank < world):
+            raise ValueError(f"shard must be (rank, world_size) with 0 <= rank < world_size, "
+                             f"got {shard}")
+        self.shard = (rank, world)
+        total = int(x.shape[0])
+        self.dataset_size: int = total if world == 1 else -(-total // world)
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -80,11 +93,30 @@ class ArrayLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         perm = None
-        if self.shuffle:
+        rank, world = self.shard
+        if world > 1:
+            from torch.utils.data import DistributedSampler
+
+            sampler = DistributedSampler(range(int(self.x.shape[0])), num_replicas=world,
+                                         rank=rank, shuffle=self.shuffle, seed=self.seed)
+            sampler.set_epoch(self.epoch)
+            perm = torch.tensor(list(sampler), dtype=torch.int64)
+        elif self.shuffle:
             gen = torch.Generator().manual_seed(self.seed + self.epoch)
             perm = torch.randperm(self.dataset_size, generator=gen)
         self.epoch += 1  # counted when iter() is called, not on the first next()
         return self._batches(perm)
+
+    def state_dict(self) -> dict[str, int]:
+        """Where the data order stands: the epoch whose permutation the next ``iter()`` draws."""
+        return {"epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Restore :meth:`state_dict` (resuming a run: the same batches in the same order)."""
+        epoch = state.get("epoch")
+        if set(state) != {"epoch"} or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"ArrayLoader state must be {{'epoch': int >= 0}}, got {state!r}")
+        self.epoch = epoch
 
     def _batches(
         self, perm: torch.Tensor | None

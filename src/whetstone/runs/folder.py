@@ -1,8 +1,10 @@
 """Run folders: train from a configuration, save, and rebuild a model from the folder alone.
 
 ``runs/NAME/`` holds ``config.json`` (everything needed to rebuild the model),
-``model.safetensors``, ``metrics.jsonl`` (one line per epoch), ``summary.json`` (final
-accuracies, times, versions, seed) and ``sharpening.png``.
+``model.safetensors`` (checksummed, :mod:`whetstone.runs.io`), ``metrics.jsonl`` (one line per
+epoch), ``summary.json`` (final accuracies, times, versions, seed, the model's checksum) and
+``sharpening.png``. It is written as a transaction (:mod:`whetstone.runs.transaction`) with a
+checkpoint at every epoch end (:mod:`whetstone.runs.checkpoint`).
 """
 
 from __future__ import annotations
@@ -11,9 +13,14 @@ import hashlib
 import json
 import platform
 import random
+import shutil
+import signal
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +44,26 @@ from ..presets.build import (
 from ..presets.config import TrainConfig
 from ..sharpening.allocation import get_layer_sharpness, is_fully_sharp, sharpenable_layers
 from ..training.augment import Augmented, parse_augment
+from ..training.distributed import Distributed, init_distributed
 from ..training.history import History
-from ..training.loop import evaluate, evaluate_binary, fit
-from .io import atomic_write_text, load_weights, save_weights
+from ..training.loop import (
+    LoopState,
+    TrainingError,
+    TrainingInterrupted,
+    evaluate,
+    evaluate_binary,
+    fit,
+)
+from .checkpoint import CHECKPOINT, read_checkpoint, restore_checkpoint, save_checkpoint
+from .io import (
+    MODEL_HASH_KEY,
+    atomic_write_text,
+    load_weights,
+    save_weights,
+    state_tensors,
+    tensors_sha256,
+)
+from .transaction import RunFolderError, commit, partial_folder, run_lock
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -133,7 +157,7 @@ def _train_twin(config: TrainConfig, out: Path, **train_args: Any) -> Path:
 
 
 def train_run(
-    config: TrainConfig,
+    config: TrainConfig | None,
     out: str | Path,
     data_dir: str | Path | None = None,
     device: str = "cpu",
@@ -142,6 +166,9 @@ def train_run(
     test_limit: int | None = None,
     plot: bool = True,
     val_limit: int | None = None,
+    resume: bool = False,
+    checkpoints: bool = True,
+    handle_signals: bool = True,
 ) -> dict[str, Any]:
     """Train ``config`` and write its run folder ``out``; returns the summary.
 
@@ -153,8 +180,38 @@ def train_run(
     into ``twin-HASH/`` beside ``out`` (or reuses it there) and uses that. ``train_limit``,
     ``val_limit`` and ``test_limit`` keep the first samples of each split (quick runs, tests);
     ``val_limit`` defaults to ``test_limit``.
+
+    The folder is written as a transaction (:mod:`whetstone.runs.transaction`): everything is
+    checked and the data loaded before anything is written, the run is built in
+    ``.NAME.partial/`` beside ``out`` under an exclusive lock and swapped in at the end, so a
+    rejected, failed or interrupted call leaves an existing ``out`` exactly as it was. With
+    ``checkpoints`` a checkpoint (:mod:`whetstone.runs.checkpoint`) is written there at every
+    epoch end; with ``handle_signals`` (in the main thread) SIGINT and SIGTERM stop training
+    after the current batch, write a checkpoint and raise
+    :class:`~whetstone.training.TrainingInterrupted`. ``resume=True`` continues the partial
+    run of ``out`` from its checkpoint (``config`` ``None`` or equal to the partial run's;
+    the data limits are the recorded ones): on the same machine the result is byte for byte
+    that of an uninterrupted run.
     """
     out = Path(out)
+    partial = partial_folder(out)
+    distributed = init_distributed(device)
+    if distributed is not None and distributed.backend == "nccl":
+        device = f"cuda:{distributed.local_rank}"
+    main = distributed is None or distributed.is_main
+    if resume:
+        config, limits = _resume_arguments(config, out, partial)
+        train_limit, val_limit, test_limit = (limits.get(k) for k in
+                                              ("train_limit", "val_limit", "test_limit"))
+        world = int(limits.get("world_size", 1))
+        if world != (distributed.world_size if distributed is not None else 1):
+            raise RunFolderError(f"{out}: the interrupted run trained on {world} process(es); "
+                                 "resume it with as many")
+    elif config is None:
+        raise ValueError("train_run: a configuration is needed unless resume=True")
+    if distributed is not None and config.batch_size % distributed.world_size:
+        raise ValueError(f"batch_size {config.batch_size} is not divisible by the "
+                         f"{distributed.world_size} processes")
     check_teacher(config)  # bad teacher settings fail before anything is written
     if config.teacher.get("run") == TWIN:
         twin = _train_twin(config, out, data_dir=data_dir, device=device, progress=progress,
@@ -163,40 +220,152 @@ def train_run(
         config = config.merged({"teacher": {"run": str(twin)}})
     teacher = load_teacher(config, device)
     distillation = build_distillation(config)
-    out.mkdir(parents=True, exist_ok=True)
-    config.save(out / CONFIG)
-    seed_everything(config.seed)
     t_start = time.perf_counter()
+    val_limit = val_limit if val_limit else test_limit
     train = load_split(config.dataset, "train", data_dir, train_limit)
-    val = load_split(config.dataset, "val", data_dir, val_limit if val_limit else test_limit)
+    val = load_split(config.dataset, "val", data_dir, val_limit)
     test = load_split(config.dataset, "test", data_dir, test_limit)
     if torch.device(device).type != "cpu":  # whole dataset on the accelerator: no copy per batch
         train, val, test = (Split(d.x.to(device), d.y.to(device)) for d in (train, val, test))
+    limits = {"train_limit": train_limit, "val_limit": val_limit, "test_limit": test_limit,
+              "world_size": distributed.world_size if distributed is not None else 1}
+    with run_lock(out) if main else nullcontext():
+        if main and resume and not (partial / CHECKPOINT).is_file():
+            raise RunFolderError(f"{out}: the interrupted run lost its checkpoint")
+        if main and not resume:
+            if partial.exists():
+                shutil.rmtree(partial)  # an interrupted run nobody resumed
+            partial.mkdir(parents=True)
+            config.save(partial / CONFIG)
+        if distributed is not None:
+            distributed.barrier()  # the partial folder is ready before any rank trains
+        try:
+            summary = _train_into(config, partial, out, train, val, test, teacher,
+                                  distillation, device, progress and main, plot, resume,
+                                  checkpoints, handle_signals, limits, t_start, distributed)
+        except BaseException:
+            if main and not (partial / CHECKPOINT).is_file():  # nothing to resume: no trace
+                shutil.rmtree(partial, ignore_errors=True)
+            raise
+        if main:
+            commit(partial, out)
+    if distributed is not None:
+        distributed.barrier()  # the run is in place before any rank goes on
+    return summary
+
+
+def _resume_arguments(config: TrainConfig | None, out: Path,
+                      partial: Path) -> tuple[TrainConfig, dict[str, Any]]:
+    """The configuration and data limits of the interrupted run of ``out``."""
+    if not (partial / CHECKPOINT).is_file():
+        state = "is finished" if (out / WEIGHTS).is_file() else "was never started"
+        raise RunFolderError(f"{out}: nothing to resume (no interrupted run in {partial}; the "
+                             f"run {state})")
+    saved = TrainConfig.load(partial / CONFIG)
+    if config is not None and config.to_dict() != saved.to_dict():
+        raise RunFolderError(f"{out}: the interrupted run was started with another "
+                             f"configuration ({partial / CONFIG}); resume it without one")
+    return saved, read_checkpoint(partial / CHECKPOINT).get("data", {})
+
+
+@contextmanager
+def _stop_on_signals(enabled: bool) -> Iterator[Callable[[], bool]]:
+    """``should_stop`` for :func:`fit`: True once SIGINT or SIGTERM arrived (handlers set only
+    in the main thread, restored afterwards)."""
+    received: list[int] = []
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum: int, _frame: Any) -> None:
+        received.append(signum)
+
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield lambda: bool(received)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _train_into(config: TrainConfig, partial: Path, out: Path, train: Split, val: Split,
+                test: Split, teacher: nn.Module | None, distillation: Any, device: str,
+                progress: bool, plot: bool, resume: bool, checkpoints: bool,
+                handle_signals: bool, limits: dict[str, Any], t_start: float,
+                distributed: Distributed | None = None) -> dict[str, Any]:
+    """Train into the partial folder and write the finished run's files there (files: rank 0
+    only)."""
+    rank, world = (distributed.rank, distributed.world_size) if distributed else (0, 1)
+    main = rank == 0
+    seed_everything(config.seed)
     model = build_model(config)
     if teacher is not None and config.teacher.get("init", False):
         _init_from_teacher(model, teacher, config)
     optimizer = build_optimizer(config, model)
     sharpener = build_sharpener(config)
-    train_loader: Any = ArrayLoader(train.x, train.y, config.batch_size, shuffle=True,
-                                    seed=config.seed)
+    scheduler = build_lr_scheduler(config, optimizer)
+    train_loader: Any = ArrayLoader(train.x, train.y, config.batch_size // world, shuffle=True,
+                                    seed=config.seed, shard=(rank, world))
     if config.augment not in (None, "none"):
         shift, flip = parse_augment(config.augment)
-        train_loader = Augmented(train_loader, max_shift=shift, seed=config.seed, flip=flip)
+        train_loader = Augmented(train_loader, max_shift=shift, seed=config.seed + rank,
+                                 flip=flip)
     val_loader = ArrayLoader(val.x, val.y, 1000)
+    start = None
+    if resume:
+        start, _ = restore_checkpoint(partial / CHECKPOINT, model, optimizer, scheduler,
+                                      sharpener, train_loader, rank=rank)
+    trained: nn.Module = model
+    if distributed is not None:
+        from torch.nn.parallel import DistributedDataParallel
 
-    history = fit(
-        model, train_loader, config.total_epochs, optimizer, sharpener=sharpener,
-        val_loader=val_loader,
-        run_dir=out, device=device, progress=progress, val_every=config.val_every,
-        channels_last=any(isinstance(m, nn.Conv2d) for m in model.modules()),
-        scheduler=build_lr_scheduler(config, optimizer),
-        loss_fn=torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
-        clip_grad_norm=gradient_clip(config),
-        teacher=teacher if distillation is not None else None,
-        distillation=distillation,
-        precision=config.precision,
-    )
-    save_weights(model, out / WEIGHTS, metadata={"format": "whetstone-run", "version": __version__})
+        model.to(device)
+        trained = DistributedDataParallel(
+            model, forward_sync_buffers=False,
+            device_ids=[distributed.local_rank] if distributed.backend == "nccl" else None)
+
+    def checkpoint(state: LoopState) -> None:
+        if distributed is not None:  # every rank's data position and partial sums; rank 0 writes
+            ranks = distributed.gather({"loader": state.loader, "loss_sum": state.loss_sum,
+                                        "correct": state.correct, "seen": state.seen})
+            if not main:
+                return
+            state = replace(state, loader={"ranks": ranks})
+        save_checkpoint(partial / CHECKPOINT, state, model, optimizer, scheduler, sharpener,
+                        data=limits)
+
+    with _stop_on_signals(handle_signals) as should_stop:
+        try:
+            history = fit(
+                trained, train_loader, config.total_epochs, optimizer, sharpener=sharpener,
+                val_loader=val_loader,
+                run_dir=partial if main else None, device=device, progress=progress,
+                val_every=config.val_every,
+                channels_last=any(isinstance(m, nn.Conv2d) for m in model.modules()),
+                scheduler=scheduler,
+                loss_fn=torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
+                clip_grad_norm=gradient_clip(config),
+                teacher=teacher if distillation is not None else None,
+                distillation=distillation,
+                precision=config.precision,
+                checkpoint=checkpoint if checkpoints else None,
+                resume=start,
+                should_stop=should_stop,
+                distributed=distributed,
+            )
+        except TrainingInterrupted as exc:
+            raise TrainingInterrupted(
+                f"{exc}; checkpoint written: continue with `whetstone train --resume {out}`",
+                exc.state) from None
+        except TrainingError as exc:
+            kept = (" (the last good checkpoint is kept in " + str(partial) + ")"
+                    if (partial / CHECKPOINT).is_file() else "")
+            raise TrainingError(f"{exc}{kept}") from None
+    checksum = (save_weights(model, partial / WEIGHTS,
+                             metadata={"format": "whetstone-run", "version": __version__})
+                if main else tensors_sha256(state_tensors(model)))
     test_loader = ArrayLoader(test.x, test.y, 1000)
     t_test = time.perf_counter()
     test_current = evaluate(model, test_loader, device)
@@ -225,6 +394,8 @@ def train_run(
         "test_samples": int(test.y.numel()),
         "splits": {"train": "train", "validation": "val", "reported": "test"},
         "teacher": config.teacher.get("run") if config.teacher else None,
+        MODEL_HASH_KEY: checksum,
+        "resumed": resume,
         "train_seconds": sum(r.epoch_time for r in history),
         "val_seconds": sum(r.eval_time for r in history),
         "test_seconds": test_seconds,
@@ -237,11 +408,15 @@ def train_run(
         "command": " ".join(sys.argv),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    atomic_write_text(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    summary["processes"] = world
+    if not main:
+        return summary
+    atomic_write_text(partial / SUMMARY, json.dumps(summary, indent=2) + "\n")
     if plot:
         from ..plotting.sharpening import plot_history
 
-        plot_history(history, out / PLOT, title=f"{config.name} (seed {config.seed})")
+        plot_history(history, partial / PLOT, title=f"{config.name} (seed {config.seed})")
+    (partial / CHECKPOINT).unlink(missing_ok=True)  # the run is complete: model.safetensors
     return summary
 
 

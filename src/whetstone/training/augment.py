@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +69,20 @@ class Augmented:
 
     def __len__(self) -> int:
         return len(self.loader)  # type: ignore[arg-type]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The random generator's state and the wrapped loader's (if it has one)."""
+        inner = getattr(self.loader, "state_dict", None)
+        return {"generator": self.generator.get_state(),
+                "loader": inner() if inner is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`: the same augmentation draws from here on."""
+        if set(state) != {"generator", "loader"}:
+            raise ValueError(f"Augmented state needs 'generator' and 'loader', got {sorted(state)}")
+        self.generator.set_state(state["generator"])
+        if state["loader"] is not None:
+            self.loader.load_state_dict(state["loader"])  # type: ignore[attr-defined]
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         for x, y in self.loader:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import math
+import re
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -15,13 +19,53 @@ from tqdm.auto import tqdm
 from ..sharpening.allocation import fully_sharpened, get_layer_sharpness, is_fully_sharp
 from ..sharpening.schedules import Sharpener
 from .distill import Distillation
+from .distributed import Distributed
 from .history import EpochRecord, History, MetricsLog
 
 Batches = Iterable[tuple[Tensor, Tensor]]
 
 
+_SCHEDULER_ORDER_WARNING = "Detected call of `lr_scheduler.step()`"
+
+
 class TrainingError(FloatingPointError):
     """Training cannot go on (a NaN or infinite loss)."""
+
+
+class TrainingInterrupted(Exception):
+    """:func:`fit` stopped because ``should_stop`` asked it to (a SIGINT or SIGTERM), after
+    handing its position to ``checkpoint``; ``state`` is that position."""
+
+    def __init__(self, message: str, state: LoopState) -> None:
+        super().__init__(message)
+        self.state = state
+
+
+@dataclass
+class LoopState:
+    """Where :func:`fit` stands, between two batches.
+
+    With the states of the model, optimizer, learning-rate schedule, sharpener and random
+    generators saved at the same moment, it lets ``fit(..., resume=state)`` continue so that
+    the result is bit for bit that of an uninterrupted run.
+    """
+
+    epoch: int
+    """Epoch in progress (0-based); ``epochs`` once training has finished."""
+    batch: int
+    """Batches of that epoch already trained (0 at an epoch boundary)."""
+    loss_sum: float
+    """Sum over those batches of ``loss * batch size`` (float64)."""
+    correct: int
+    """Correct training predictions over those batches."""
+    seen: int
+    """Training samples in those batches."""
+    epoch_time: float
+    """Training seconds already spent in that epoch."""
+    loader: Any
+    """``train_loader.state_dict()`` at the start of the epoch (``None`` if it has none)."""
+    history: History = field(default_factory=History)
+    """Records of the finished epochs."""
 
 
 @contextmanager
@@ -116,6 +160,10 @@ def fit(
     teacher: nn.Module | None = None,
     distillation: Distillation | None = None,
     precision: str = "float32",
+    checkpoint: Callable[[LoopState], None] | None = None,
+    resume: LoopState | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    distributed: Distributed | None = None,
 ) -> History:
     """Train ``model`` for ``epochs`` epochs, sharpening it with ``sharpener``.
 
@@ -141,6 +189,21 @@ def fit(
     loss under ``torch.autocast`` with bfloat16 on ``device``'s type; the backward pass, the
     parameters (float32) and the optimizer are unchanged, and validation (:func:`evaluate`)
     runs in full float32 without autocast. ``"float32"`` (the default) uses no autocast.
+
+    Checkpoints and exact resume: ``checkpoint`` is called with the :class:`LoopState` at
+    every epoch end (after the learning-rate and sharpening schedules stepped) and when
+    ``should_stop()`` (asked after every batch) returns True; then fit raises
+    :class:`TrainingInterrupted`. ``resume`` continues from such a state: the caller restores
+    the model, optimizer, scheduler, sharpener, random generators and ``train_loader`` (its
+    ``load_state_dict`` with ``resume.loader``) first; fit replays the data order of the
+    batches already trained in the epoch without training on them, keeps ``resume.history``
+    and rewrites ``run_dir/metrics.jsonl`` from it.
+
+    ``distributed`` (data-parallel training, :mod:`whetstone.training.distributed`): ``model``
+    is a ``DistributedDataParallel`` copy and ``train_loader`` this rank's shard; the epoch's
+    loss, accuracy and sample count are summed over the ranks before they are recorded or
+    handed to the sharpener, and a stop request on any rank stops every rank after the same
+    batch. Give ``run_dir`` on rank 0 only.
     """
     if clip_grad_norm is not None and not clip_grad_norm > 0:
         raise ValueError(f"clip_grad_norm must be positive, got {clip_grad_norm}")
@@ -151,8 +214,15 @@ def fit(
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    history = History()
-    log = MetricsLog(Path(run_dir) / "metrics.jsonl", append=start_epoch > 0) if run_dir else None
+    history = History(resume.history) if resume is not None else History()
+    if resume is not None:
+        start_epoch = resume.epoch
+    log = MetricsLog(Path(run_dir) / "metrics.jsonl",
+                     append=start_epoch > 0 and resume is None) if run_dir else None
+    if log is not None and resume is not None:
+        for record in history:
+            log.write(record)
+    state_of = getattr(train_loader, "state_dict", None)
     steps = len(train_loader) if hasattr(train_loader, "__len__") else None  # type: ignore[arg-type]
     if sharpener is not None:
         sharpener.on_train_begin(model, steps_per_epoch=steps)
@@ -166,14 +236,21 @@ def fit(
 
     for epoch in range(start_epoch, epochs):
         model.train()
-        t0 = time.perf_counter()
         # running sums stay on the device: no host copy (and no GPU stall) per batch
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
-        seen = 0
+        seen, skip, spent = 0, 0, 0.0
+        loader_state = state_of() if state_of is not None else None
+        if resume is not None and epoch == resume.epoch:
+            loss_sum += resume.loss_sum
+            correct += resume.correct
+            seen, skip, spent = resume.seen, resume.batch, resume.epoch_time
+        t0 = time.perf_counter()
         bar = tqdm(train_loader, total=steps, desc=f"epoch {epoch + 1}/{epochs}",
                    disable=not progress, leave=False, dynamic_ncols=True)
         for i, (x, y) in enumerate(bar):
+            if i < skip:  # resuming inside the epoch: same data order and draws, no training
+                continue
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if x.ndim == 4:
                 x = x.contiguous(memory_format=fmt)
@@ -207,7 +284,22 @@ def fit(
                     bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}",
                                     acc=f"{int(correct) / seen:.4f}",
                                     s=_format_sharpness(get_layer_sharpness(model)))
+            if should_stop is not None and (
+                    distributed.any(should_stop()) if distributed is not None else should_stop()):
+                bar.close()
+                state = LoopState(epoch, i + 1, float(loss_sum), int(correct), seen,
+                                  spent + time.perf_counter() - t0, loader_state,
+                                  History(history))
+                if checkpoint is not None:
+                    checkpoint(state)
+                raise TrainingInterrupted(
+                    f"training stopped at epoch {epoch + 1}, batch {i + 1}", state)
         bar.close()
+        if distributed is not None:  # every rank records (and sharpens on) the global figures
+            totals = distributed.all_reduce_sum(torch.stack(
+                [loss_sum, correct.double(), torch.tensor(float(seen), dtype=torch.float64,
+                                                          device=loss_sum.device)]))
+            loss_sum, correct, seen = totals[0], totals[1].long(), int(totals[2].item())
         if seen == 0:
             raise ValueError("fit: the training loader yielded no samples")
         train_loss = float(loss_sum) / seen
@@ -216,8 +308,10 @@ def fit(
         if sharpener is not None:
             sharpener.on_epoch_end(model, epoch, train_loss)
         if scheduler is not None:
-            scheduler.step()
-        epoch_time = time.perf_counter() - t0
+            with warnings.catch_warnings():  # resumed after the epoch's last batch: no step here
+                warnings.filterwarnings("ignore", re.escape(_SCHEDULER_ORDER_WARNING))
+                scheduler.step()
+        epoch_time = spent + time.perf_counter() - t0
 
         t1 = time.perf_counter()
         val_acc = val_bin = None
@@ -246,6 +340,9 @@ def fit(
                 f"epoch {epoch + 1}/{epochs} loss {train_loss:.4f} acc {record.train_accuracy:.4f}"
                 f"{val} sharpness {_format_sharpness(record.sharpness)} ({epoch_time:.1f}s)"
             )
+        if checkpoint is not None:
+            checkpoint(LoopState(epoch + 1, 0, 0.0, 0, 0, 0.0,
+                                 state_of() if state_of is not None else None, History(history)))
         if stop_when_sharp and sharpener is not None and sharpener.done:
             break
     return history
