@@ -244,9 +244,13 @@ def speed_section() -> list[str]:
     settings = r.get("settings") or [{**r, "torch_threads": r["environment"]["torch_threads"]}]
     env = {**r["environment"],
            "torch_threads": " and ".join(str(s["torch_threads"]) for s in settings)}
+    processes = r.get("processes", 1)
+    pooled = (f" in {processes} fresh processes of {r['pairs']} pairs each, pooled (a "
+              "process's memory layout shifts its ratio by several per cent; each process's "
+              "own median is listed below)" if processes > 1 else "")
     lines = ["## Training speed: sharpening against plain ReLU", "",
              f"{r['what']}. Interleaved epochs, {len(settings[0]['ratios'])} pairs per thread "
-             "count.", "",
+             f"count{pooled}.", "",
              "| torch threads | plain ReLU, median s/epoch | sharpening active, median s/epoch "
              "| **median ratio, wall clock** (bar: at most 1.05) | median ratio, process CPU "
              "time |", "|---|---|---|---|---|"]
@@ -255,6 +259,9 @@ def speed_section() -> list[str]:
               f"{s['median_cpu_ratio']:.3f} |" for s in settings]
     lines.append("")
     for s in settings:
+        if "process_median_ratios" in s:
+            lines += [f"Median ratio of each process at {s['torch_threads']} thread(s): "
+                      f"{', '.join(f'{x:.3f}' for x in s['process_median_ratios'])}.", ""]
         lines += [f"Per-pair wall-clock ratios at {s['torch_threads']} thread(s): "
                   f"{', '.join(f'{x:.3f}' for x in s['ratios'])}; CPU-time ratios: "
                   f"{', '.join(f'{x:.3f}' for x in s['cpu_ratios'])}.", ""]

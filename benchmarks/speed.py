@@ -11,6 +11,7 @@ is reported as a median.
 
     python -m benchmarks.speed --pairs 7                # threads 1 and 2
     python -m benchmarks.speed --pairs 7 --threads 2    # one setting only
+    python -m benchmarks.speed --pairs 7 --processes 3  # 3 fresh processes, pairs pooled
 
 The allocator is pinned by default (``--malloc pinned``): glibc's ``malloc`` otherwise
 serves blocks from 128 KiB up (one 128 x 256 float32 activation is exactly that) with fresh
@@ -36,7 +37,11 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
+import json
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -147,19 +152,49 @@ def measure(config: Any, train: Any, pairs: int, threads: int) -> dict[str, Any]
     }
 
 
+def pooled(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One thread count's :func:`measure` results from several processes, pooled: the lists
+    concatenated, the medians over every pair, and each process's own median ratio."""
+    out: dict[str, Any] = {"torch_threads": parts[0]["torch_threads"]}
+    for key in ("epoch_seconds", "epoch_cpu_seconds", "epoch_page_faults"):
+        out[key] = {name: [v for p in parts for v in p[key][name]] for name in parts[0][key]}
+    for key in ("ratios", "cpu_ratios"):
+        out[key] = [v for p in parts for v in p[key]]
+    out["process_median_ratios"] = [p["median_ratio"] for p in parts]
+    out["median_ratio"] = statistics.median(out["ratios"])
+    out["median_cpu_ratio"] = statistics.median(out["cpu_ratios"])
+    out["median_relu_seconds"] = statistics.median(out["epoch_seconds"]["relu"])
+    out["median_sharpening_seconds"] = statistics.median(out["epoch_seconds"]["sharpening"])
+    return out
+
+
+def in_fresh_process(pairs: int, threads: int, quick: bool, malloc: str) -> dict[str, Any]:
+    """:func:`measure` run by a new Python process (its own memory layout); its setting."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "speed.json"
+        cmd = [sys.executable, "-m", "benchmarks.speed", "--pairs", str(pairs), "--threads",
+               str(threads), "--malloc", malloc, "--processes", "1", "--out", str(out)]
+        subprocess.run(cmd + (["--quick"] if quick else []), check=True)
+        return json.loads(out.read_text())["settings"][0]
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--pairs", type=int, default=7)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2],
                    help="torch thread counts, measured in turn (0: torch's default)")
+    p.add_argument("--processes", type=int, default=1,
+                   help="measure each thread count in this many fresh processes and pool the "
+                        "pairs (each process has its own memory layout, which can shift the "
+                        "ratio by several per cent)")
     p.add_argument("--quick", action="store_true", help="2 pairs on 10,000 images")
     p.add_argument("--malloc", choices=("pinned", "default"), default="pinned",
                    help="pin glibc's allocator thresholds (default) or leave them adaptive")
     p.add_argument("--out", type=Path, default=None,
                    help="write the JSON here (default: results/speed.json, or speed-quick.json)")
     args = p.parse_args(argv)
-    if args.pairs < 1 or any(t < 0 for t in args.threads):
-        p.error("need --pairs >= 1 and --threads >= 0")
+    if args.pairs < 1 or args.processes < 1 or any(t < 0 for t in args.threads):
+        p.error("need --pairs >= 1, --processes >= 1 and --threads >= 0")
     malloc = pin_malloc() if args.malloc == "pinned" else "default"
     config = get_preset("mnist-dense").merged({"surrogate": "straight-through"})
     train = load_split("mnist", "train", limit=10_000 if args.quick else None)
@@ -167,7 +202,11 @@ def main(argv: list[str] | None = None) -> None:
     env = environment()
     settings = []
     for threads in args.threads:
-        settings.append(measure(config, train, pairs, threads))
+        if args.processes == 1:
+            settings.append(measure(config, train, pairs, threads))
+        else:
+            settings.append(pooled([in_fresh_process(pairs, threads, args.quick, args.malloc)
+                                    for _ in range(args.processes)]))
         s = settings[-1]
         print(f"{s['torch_threads']} torch thread(s): median ratio sharpening/ReLU "
               f"{s['median_ratio']:.3f} ({s['median_sharpening_seconds']:.2f} s vs "
@@ -183,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
         "quick": args.quick,
         "samples": int(train.y.numel()),
         "pairs": pairs,
+        "processes": args.processes,
         "malloc": malloc,
         "settings": settings,
     }
