@@ -355,6 +355,9 @@ CASES = [
     Case("evaluate-device", ("evaluate", "{tmp}/run", "--device", "cuda:99"),
          r"--device: device: 'cuda:99' is not available", setup=_run()),
     Case("simulate-nowhere", ("simulate", "{tmp}/nowhere"), r"nowhere: no such run folder"),
+    Case("stats-nowhere", ("stats", "{tmp}/nowhere"), r"nowhere: no such run folder"),
+    Case("quantize-out-folder", ("quantize", "{tmp}/run", "--bits", "4", "--out", "{tmp}"),
+         r"--out .*: is a folder; give a file name", setup=_run()),
     Case("convert-a-file", ("convert", "{tmp}/file"), r"file: is a file, not a run folder",
          setup=_a_file()),
     Case("fetch-offline", ("fetch", "mnist", "--data-dir", "{tmp}/empty-data"), r"MNIST|mnist"),
@@ -409,21 +412,63 @@ def test_misuse_is_one_line(case: Case, tmp_path: Path, capsys: pytest.CaptureFi
         assert after == before
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
-                    reason="root writes in read-only folders; out-under-a-file covers root")
-def test_read_only_out_is_refused_before_anything_is_written(tmp_path, capsys):
+ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+@pytest.fixture
+def read_only(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Make a folder read-only: chmod 0500, or for root (who writes there anyway) the
+    permission check the CLI makes (``os.access``) answers no for it."""
+    locked: list[Path] = []
+    real_access = os.access
+
+    def access(path: Any, mode: int, **kwargs: Any) -> bool:
+        if mode & os.W_OK and any(Path(path).absolute() == p for p in locked):
+            return False
+        return real_access(path, mode, **kwargs)
+
+    if ROOT:
+        from whetstone.cli import options, spiking
+
+        monkeypatch.setattr(options.os, "access", access)
+        monkeypatch.setattr(spiking.os, "access", access)
+
+    def lock(folder: Path) -> Path:
+        locked.append(folder.absolute())
+        if not ROOT:
+            folder.chmod(0o500)
+        return folder
+
+    yield lock
+    for folder in locked:
+        folder.chmod(0o700)
+
+
+def test_read_only_out_is_refused_before_anything_is_written(tmp_path, capsys, read_only):
     locked = tmp_path / "locked"
     locked.mkdir()
-    locked.chmod(0o500)
-    try:
-        code = _run_main(["train", *PRESET, "--no-plot", "--out", str(locked / "run")])
-    finally:
-        locked.chmod(0o700)
+    read_only(locked)
+    code = _run_main(["train", *PRESET, "--no-plot", "--out", str(locked / "run")])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err and len(err.splitlines()) == 1
     assert re.search(r"--out .*locked/run: cannot create it in .*locked \(permission denied\)",
                      err), err
     assert list(locked.iterdir()) == []
+
+
+def test_read_only_run_folder(tmp_path, capsys, read_only):
+    """convert refuses to write into a read-only run folder up front; the commands that only
+    read a run convert in memory there instead of failing to cache spiking.npz."""
+    from whetstone.cli.spiking import _network
+
+    run = read_only(_run_folder(tmp_path))
+    code = _run_main(["convert", str(run)])
+    err = capsys.readouterr().err
+    net = _network(str(run))
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert re.search(r"output .*run/spiking\.npz: cannot write in .*run \(permission denied\)",
+                     err), err
+    assert net.layers and not (run / "spiking.npz").exists()
 
 
 def _raising(exc: BaseException) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
@@ -77,12 +78,15 @@ def _network(run_dir: str, force: bool = False) -> Any:
     path = _check_run(run_dir) / SPIKING_FILE
     if path.is_file() and not force:
         return SpikingNetwork.load(path)
-    return _convert(run_dir, path, force, converting=False)
+    # converted on first use; kept in the run folder unless that folder is read-only
+    keep = os.access(path.parent, os.W_OK | os.X_OK)
+    return _convert(run_dir, path if keep else None, force, converting=False)
 
 
-def _convert(run_dir: str, path: Path, force: bool, converting: bool = True) -> Any:
-    """Convert the run's model to threshold neurons and save it at ``path``. A model below
-    sharpness 1 is refused unless ``force`` (then one warning line on stderr)."""
+def _convert(run_dir: str, path: Path | None, force: bool, converting: bool = True) -> Any:
+    """Convert the run's model to threshold neurons and save it at ``path`` (``None``: keep
+    it in memory only). A model below sharpness 1 is refused unless ``force`` (then one
+    warning line on stderr)."""
     from ..conversion import to_spiking
     from ..runs import load_run
     from ..sharpening.allocation import get_layer_sharpness
@@ -101,7 +105,8 @@ def _convert(run_dir: str, path: Path, force: bool, converting: bool = True) -> 
         net = to_spiking(run.model, force=force)
     for warning in caught:
         print(f"whetstone: warning: {' '.join(str(warning.message).split())}", file=sys.stderr)
-    net.save(path)
+    if path is not None:
+        net.save(path)
     return net
 
 
@@ -129,8 +134,8 @@ def _emit(result: dict[str, Any], as_json: bool, lines: list[str]) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     _check_run(args.run)
-    out = (options.check_output_file(args.out, "--out") if args.out
-           else Path(args.run) / SPIKING_FILE)
+    out = options.check_output_file(args.out or Path(args.run) / SPIKING_FILE,
+                                    "--out" if args.out else "output")
     net = _convert(args.run, out, args.force)
     kinds = [type(layer).__name__ for layer in net.layers]
     return _emit({"network": str(out), "layers": kinds}, args.json,
@@ -158,8 +163,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from ..metrics import network_stats, plot_stats
     from ..runs.io import atomic_write_text
 
-    if args.plot:
-        options.check_output_file(args.plot, "--plot")
+    _check_run(args.run)
+    options.check_output_file(Path(args.run) / "stats.json", "output")
+    options.check_output_file(args.plot or Path(args.run) / "stats.png",
+                              "--plot" if args.plot else "output")
     net = _network(args.run)
     x, y, name = _data(args.run, None, "test", args.limit, args.data_dir)
     stats = network_stats(net, x, y)
