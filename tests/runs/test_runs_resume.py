@@ -277,3 +277,50 @@ def test_same_weights_same_bytes(tmp_path):
     ws.runs.save_weights(model, a, metadata={"x": "1", "format": "f", "y": "2"})
     ws.runs.save_weights(model, b, metadata={"y": "2", "x": "1", "format": "f"})
     assert a.read_bytes() == b.read_bytes()
+
+
+def test_full_disk_at_the_end_keeps_the_old_run_and_a_checkpoint(tmp_path, monkeypatch,
+                                                                 mnist_ready):
+    """ENOSPC while writing the model: the previous run stays, the new one can be resumed."""
+    import errno
+
+    import whetstone.runs.folder as folder
+
+    out = tmp_path / "run"
+    config = _config("simple").merged({"epochs": 1})
+    train_run(config, out, progress=False, plot=False, **LIMITS)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def no_space(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(folder, "save_weights", no_space)
+    with pytest.raises(OSError, match="No space left"):
+        train_run(config.merged({"seed": 8}), out, progress=False, plot=False, **LIMITS)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert (partial_folder(out) / CHECKPOINT).is_file()
+    assert not list(tmp_path.glob("**/*.tmp"))
+    monkeypatch.undo()
+    summary = train_run(None, out, progress=False, plot=False, resume=True)
+    assert summary["seed"] == 8 and summary["resumed"]
+
+
+@pytest.mark.parametrize("extra", [["--epochs", "3"], ["--preset", "mnist-dense"],
+                                   ["--out", "elsewhere"], ["--seed", "2"]])
+def test_cli_resume_refuses_other_training_options(extra, capsys):
+    from whetstone.cli.main import main
+
+    assert main(["train", "--resume", "runs/x", *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--resume" in err[0] and extra[0] in err[0]
+
+
+def test_cli_resume_of_a_finished_run_says_so(tmp_path, capsys, mnist_ready):
+    out = tmp_path / "run"
+    train_run(_config("simple").merged({"epochs": 1}), out, progress=False, plot=False,
+              **LIMITS)
+    from whetstone.cli.main import main
+
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nothing to resume" in err[0] and "finished" in err[0]

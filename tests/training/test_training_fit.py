@@ -160,3 +160,17 @@ def test_clip_grad_norm_must_be_positive():
         ws.training.fit(model, ArrayLoader(*blobs(), 64), 1,
                         torch.optim.SGD(model.parameters(), 0.1), progress=False,
                         clip_grad_norm=0.0)
+
+
+def test_divergence_without_nan_stops_training():
+    """Loss 10x the best epoch's with accuracy at chance is an error, before the epoch is
+    recorded; a high loss with learning accuracy, or a first epoch, is not."""
+    from whetstone.training.history import EpochRecord, History
+    from whetstone.training.loop import TrainingError, check_divergence
+
+    history = History([EpochRecord(0, 0.3, 0.9, None, None, [0.0], 1.0)])
+    check_divergence(History(), 50.0, 0.1, 10, 0)  # nothing to compare with
+    check_divergence(history, 50.0, 0.5, 10, 1)  # still learning
+    check_divergence(history, 2.9, 0.1, 10, 1)  # under 10x
+    with pytest.raises(TrainingError, match="diverged at epoch 1.*at chance"):
+        check_divergence(history, 3.1, 0.1, 10, 1)

@@ -135,6 +135,27 @@ def evaluate_binary(model: nn.Module, loader: Batches, device: str | torch.devic
         return evaluate(model, loader, device)
 
 
+DIVERGENCE_FACTOR = 10.0
+"""An epoch whose mean loss exceeds this many times the lowest epoch loss so far, while its
+training accuracy is at chance, has diverged (:func:`check_divergence`)."""
+
+
+def check_divergence(history: History, loss: float, accuracy: float, classes: int,
+                     epoch: int) -> None:
+    """Raise :class:`TrainingError` if training diverged without a NaN: the epoch's mean
+    ``loss`` exploded (over :data:`DIVERGENCE_FACTOR` times the lowest earlier epoch loss of
+    ``history``) and its training ``accuracy`` is at chance (below ``1.5 / classes``)."""
+    earlier = [r.train_loss for r in history]
+    if not earlier or classes < 2:
+        return
+    best = min(earlier)
+    if loss > DIVERGENCE_FACTOR * best and accuracy < 1.5 / classes:
+        raise TrainingError(
+            f"training diverged at epoch {epoch}: mean loss {loss:.4g} is over "
+            f"{DIVERGENCE_FACTOR:g} times the best epoch's {best:.4g} and training accuracy "
+            f"{100 * accuracy:.1f} % is at chance; lower the learning rate")
+
+
 def _format_sharpness(values: list[float]) -> str:
     return "/".join(f"{v:.2f}" for v in values)
 
@@ -305,6 +326,7 @@ def fit(
         train_loss = float(loss_sum) / seen
         if not math.isfinite(train_loss):
             raise TrainingError(f"mean training loss is {train_loss} at epoch {epoch}")
+        check_divergence(history, train_loss, int(correct) / seen, logits.shape[-1], epoch)
         if sharpener is not None:
             sharpener.on_epoch_end(model, epoch, train_loss)
         if scheduler is not None:
