@@ -63,3 +63,24 @@ def test_stale_derived_metadata_is_refused(two_runs):
         check_derived({MODEL_HASH_KEY: model_hash(two_runs[1])}, "stats.json", two_runs[0])
     with pytest.raises(StaleFileError, match="not computed from the current model"):
         check_derived({}, "stats.json", two_runs[0])
+
+
+def test_cli_reconverts_a_stale_spiking_file_and_stamps_stats(two_runs, tmp_path, capsys):
+    """The stale-network probe of issue 11: simulate after the model changed uses the new one."""
+    import json
+
+    from whetstone.cli.main import main
+
+    run = tmp_path / "run"
+    shutil.copytree(two_runs[0], run)
+    assert main(["convert", str(run)]) == 0
+    old = SpikingNetwork.load(run / "spiking.npz").metadata[MODEL_HASH_KEY]
+    assert old == model_hash(run)
+    shutil.copy(two_runs[1] / "model.safetensors", run / "model.safetensors")
+    assert main(["simulate", str(run), "--limit", "100", "--json"]) == 0
+    capsys.readouterr()
+    assert SpikingNetwork.load(run / "spiking.npz").metadata[MODEL_HASH_KEY] == model_hash(
+        two_runs[1])
+    assert main(["stats", str(run), "--limit", "50", "--json"]) == 0
+    stats = json.loads((run / "stats.json").read_text())
+    assert stats[MODEL_HASH_KEY] == model_hash(two_runs[1])

@@ -73,12 +73,18 @@ def _check_run(run_dir: str) -> Path:
 
 
 def _network(run_dir: str, force: bool = False) -> Any:
+    """The run's spiking network: ``RUN/spiking.npz`` if it came from the run's current
+    model (its recorded model checksum), else converted again (and kept there)."""
+    from ..runs.derived import model_hash
+    from ..runs.io import MODEL_HASH_KEY
     from ..runtime import SpikingNetwork
 
     path = _check_run(run_dir) / SPIKING_FILE
     if path.is_file() and not force:
-        return SpikingNetwork.load(path)
-    # converted on first use; kept in the run folder unless that folder is read-only
+        net = SpikingNetwork.load(path)
+        if net.metadata.get(MODEL_HASH_KEY) == model_hash(run_dir):
+            return net
+    # converted on first use (or when stale); kept in the run folder unless it is read-only
     keep = os.access(path.parent, os.W_OK | os.X_OK)
     return _convert(run_dir, path if keep else None, force, converting=False)
 
@@ -89,6 +95,8 @@ def _convert(run_dir: str, path: Path | None, force: bool, converting: bool = Tr
     warning line on stderr)."""
     from ..conversion import to_spiking
     from ..runs import load_run
+    from ..runs.derived import model_hash
+    from ..runs.io import MODEL_HASH_KEY
     from ..sharpening.allocation import get_layer_sharpness
 
     run = load_run(_check_run(run_dir))
@@ -103,6 +111,7 @@ def _convert(run_dir: str, path: Path | None, force: bool, converting: bool = Tr
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         net = to_spiking(run.model, force=force)
+    net.metadata[MODEL_HASH_KEY] = model_hash(run_dir)  # binds the file to this model
     for warning in caught:
         print(f"whetstone: warning: {' '.join(str(warning.message).split())}", file=sys.stderr)
     if path is not None:
@@ -161,7 +170,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     from ..metrics import network_stats, plot_stats
-    from ..runs.io import atomic_write_text
+    from ..runs.io import MODEL_HASH_KEY, atomic_write_text
 
     _check_run(args.run)
     options.check_output_file(Path(args.run) / "stats.json", "output")
@@ -169,7 +178,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
                               "--plot" if args.plot else "output")
     net = _network(args.run)
     x, y, name = _data(args.run, None, "test", args.limit, args.data_dir)
-    stats = network_stats(net, x, y)
+    stats = {**network_stats(net, x, y), MODEL_HASH_KEY: net.metadata.get(MODEL_HASH_KEY)}
     atomic_write_text(Path(args.run) / "stats.json", json.dumps(stats, indent=2) + "\n")
     plot = Path(args.plot) if args.plot else Path(args.run) / "stats.png"
     plot_stats(stats, plot, title=f"{args.run} ({name} test, {len(y)} samples)")
