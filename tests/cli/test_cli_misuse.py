@@ -162,6 +162,8 @@ CASES = [
     Case("export-neuron", ("export", "{tmp}/run", "--nir", "m.nir", "--neuron", "hh"),
          r"argument --neuron: invalid choice: 'hh'"),
     Case("fetch-dataset", ("fetch", "imagenet"), r"argument dataset: invalid choice: 'imagenet'"),
+    Case("presets-extra", ("presets", "mnist"), r"^whetstone: error: unrecognized arguments: "
+         r"mnist \(see 'whetstone --help'\)$"),
 
     # ---- train options: checked by the configuration schema, named by option and field
     T("epochs-zero", (*PRESET, "--epochs", "0"),

@@ -6,7 +6,14 @@ dotted path (``optimizer.lr``) and the file or command-line option it came from.
 """
 
 from .architectures import ARCHITECTURES, dense, vgg_cnn, whetstone_cnn
-from .build import build_key, build_lr_scheduler, build_model, build_optimizer, build_sharpener
+from .build import (
+    build_key,
+    build_lr_scheduler,
+    build_model,
+    build_optimizer,
+    build_sharpener,
+    check_device,
+)
 from .config import TrainConfig, read_toml
 from .registry import PRESETS, get_preset
 from .schema import ConfigError, validate_config
@@ -21,6 +28,7 @@ __all__ = [
     "build_model",
     "build_optimizer",
     "build_sharpener",
+    "check_device",
     "dense",
     "get_preset",
     "read_toml",
