@@ -293,6 +293,53 @@ def test_wrong_files(tmp_path: Path):
         SpikingNetwork([Flatten()], {"bad": object()}).save(tmp_path / "x.npz")
 
 
+def test_compressed_members_are_refused_before_inflating(tmp_path: Path):
+    """numpy.savez_compressed holds the same arrays, but a compressed member could declare
+    any size: the format stores members, and load refuses others unread."""
+    net = small_net(np.random.default_rng(11))
+    path = tmp_path / "net.npz"
+    net.save(path)
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    np.savez_compressed(path, **arrays)
+    with pytest.raises(NetworkFileError, match=r"net\.npz: member .* is compressed"):
+        SpikingNetwork.load(path)
+
+
+def test_members_must_be_the_ones_the_layers_name(tmp_path: Path):
+    net = small_net(np.random.default_rng(12))
+    path = tmp_path / "net.npz"
+    net.save(path)
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    np.savez(path, **arrays, extra=np.zeros(2))
+    with pytest.raises(NetworkFileError, match=r"unexpected \['extra.npy'\]"):
+        SpikingNetwork.load(path)
+    del arrays["1.theta"]
+    np.savez(path, **arrays)
+    with pytest.raises(NetworkFileError, match=r"missing \['1.theta.npy'\]"):
+        SpikingNetwork.load(path)
+
+
+def test_load_allocates_about_what_the_arrays_need(tmp_path: Path):
+    import tracemalloc
+
+    weight = np.random.default_rng(13).normal(size=(1000, 2000)).astype(np.float32)  # 8 MB
+    net = SpikingNetwork([Affine(weight, np.zeros(1000, np.float32)), Threshold(0.5)])
+    path = tmp_path / "big.npz"
+    net.save(path)
+    tracemalloc.start()
+    try:
+        back = SpikingNetwork.load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(back.layers[0].weight, weight)
+    # the array as read, its frozen copy inside the primitive (whose finiteness check takes
+    # a boolean mask of nbytes / 4), and 1 MiB read chunks; not the old twice-inflated copies
+    assert peak < 2.25 * weight.nbytes + (4 << 20), peak
+
+
 def test_runs_without_torch(tmp_path: Path):
     """whetstone.runtime imports and runs in a process where ``import torch`` fails."""
     rng = np.random.default_rng(11)

@@ -13,16 +13,24 @@ File format (one ``.npz``, written by :func:`numpy.savez`, read with ``allow_pic
 ``sha256`` covers the header without it (canonical JSON) and every array's name, dtype,
 shape and bytes, so any change to the arrays or the layer list is detected on load. Files
 are written to a temporary file in the same folder, then moved into place (``os.replace``).
+
+Members are stored uncompressed (``ZIP_STORED``), one ``.npy`` each: ``__header__.npy``
+(``uint8``, 1-D) and ``"{layer index}.{field}.npy"`` (``float32`` or ``float64``, C order) for
+exactly the fields of each layer's primitive. :meth:`SpikingNetwork.load` refuses anything
+else before reading array data (see its docstring for the bounds).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import math
 import os
+import struct
 import tempfile
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +43,18 @@ from .primitives import PRIMITIVES, Decode, Primitive, Threshold
 FORMAT = "whetstone-spiking-network"
 VERSION = 1
 _HEADER = "__header__"
+_NPY = ".npy"
+
+MAX_MEMBERS = 100_000
+"""Most members a network file may have (its end record is checked before the directory is
+read, so a forged member count costs nothing)."""
+_NPY_HEAD_MAX = 4096
+"""Most bytes of a member's ``.npy`` magic and header (numpy writes 128 for these arrays)."""
+_MAX_NDIM = 8
+_ARRAY_DTYPES = frozenset(np.dtype(f"{order}f{size}") for order in "<>" for size in (4, 8))
+_END = struct.Struct("<4s4H2LH")  # end of central directory record, 22 bytes
+_END64_LOCATOR = struct.Struct("<4sLQL")  # zip64 end of central directory locator, 20 bytes
+_END64 = struct.Struct("<4sQ2H2L4Q")  # zip64 end of central directory record, 56 bytes
 
 
 @dataclass
@@ -102,11 +122,23 @@ class SpikingNetwork:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> SpikingNetwork:
-        """Read a network written by :meth:`save`.
+        """Read a network written by :meth:`save`, bounded in memory and time.
+
+        The archive is checked before any array is read: its end-of-central-directory
+        record (at most :data:`MAX_MEMBERS` members, no archive comment), then every member:
+        the names must be exactly ``__header__.npy`` and the ``"{i}.{field}.npy"`` that the
+        header's layer list defines, stored uncompressed (``ZIP_STORED``, as
+        :func:`numpy.savez` writes them) and unencrypted, their declared sizes together
+        within the file's size, and each ``.npy`` header's dtype (``uint8`` for the header,
+        ``float32``/``float64`` for arrays) and shape must account for exactly the declared
+        member size. So a file can make :meth:`load` allocate no more than its own size (plus
+        a copy per array while the primitives are built), and a compressed "zip bomb" or a
+        member declaring terabytes is refused before anything is decompressed.
 
         Raises:
             NetworkFileError: (a ``ValueError``) when the file is not such a network, is
-                truncated or corrupted, fails its checksum, or has an unknown version.
+                truncated or corrupted, fails its checksum, has an unknown version, or breaks
+                any of the bounds above; the message names the file and the problem.
             FileNotFoundError: when ``path`` does not exist.
         """
         path = Path(path)
@@ -117,44 +149,192 @@ class SpikingNetwork:
             return NetworkFileError(f"{path}: {problem}")
 
         try:
-            with np.load(path, allow_pickle=False) as npz:
-                arrays = {name: npz[name] for name in npz.files}
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
+            with path.open("rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                _check_end_record(fh, size, fail)
+                with zipfile.ZipFile(fh) as zf:
+                    header, arrays = _read_members(zf, size, fail)
+        except NetworkFileError:
+            raise
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError,
+                KeyError, IndexError, NotImplementedError, RuntimeError, struct.error,
+                OverflowError) as exc:
             raise fail(f"not a readable spiking network file (truncated or corrupted?): "
                        f"{type(exc).__name__}: {exc}") from exc
-        if _HEADER not in arrays:
-            raise fail(f"no {_HEADER} entry; not a whetstone spiking network file")
-        try:
-            header = json.loads(arrays.pop(_HEADER).tobytes().decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise fail(f"corrupted header: {exc}") from exc
-        if not isinstance(header, dict) or header.get("format") != FORMAT:
-            found = header.get("format") if isinstance(header, dict) else None
-            raise fail(f"wrong format {found!r}; expected {FORMAT!r}")
-        if header.get("version") != VERSION:
-            raise fail(f"unsupported format version {header.get('version')!r}; "
-                       f"this whetstone reads version {VERSION}")
         expected = header.pop("sha256", None)
         try:
             actual = _digest(header, arrays)
-        except TypeError as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             raise fail(f"corrupted header: {exc}") from exc
         if expected != actual:
             raise fail(f"checksum mismatch (sha256 {actual} != recorded {expected}): "
                        "the file was modified or corrupted")
         layers = []
+        for i, spec in enumerate(header["layers"]):
+            parts = {name: arrays.pop(key) for name, key in spec["arrays"].items()}
+            try:
+                layers.append(PRIMITIVES[spec["kind"]].from_parts(spec["params"], parts))
+            except (KeyError, TypeError, ValueError, OverflowError, AttributeError,
+                    IndexError, RecursionError) as exc:
+                raise fail(f"invalid layer {i} ({spec['kind']}): {type(exc).__name__}: {exc}"
+                           ) from exc
+        metadata = header.get("metadata", {})
+        if not isinstance(metadata, dict):
+            raise fail(f"metadata must be a JSON object, got {type(metadata).__name__}")
+        return cls(layers, metadata)
+
+
+def _check_end_record(fh: Any, size: int, fail: Callable[[str], NetworkFileError]) -> None:
+    """Check the zip end-of-central-directory record (and its zip64 form) before
+    :class:`zipfile.ZipFile` reads the directory: it must end the file (no archive comment,
+    as :func:`numpy.savez` writes), list at most :data:`MAX_MEMBERS` members, and have a
+    directory no larger than the file."""
+    if size < _END.size:
+        raise fail(f"only {size} bytes: not a zip archive (an .npz is a zip archive)")
+    fh.seek(size - _END.size)
+    sig, _, _, _, members, cd_size, cd_offset, comment = _END.unpack(fh.read(_END.size))
+    if sig != b"PK\x05\x06" or comment != 0:
+        raise fail("no zip end-of-central-directory record at the end of the file "
+                   "(truncated, or not an .npz written by whetstone)")
+    if (members == 0xFFFF or cd_size == 0xFFFFFFFF or cd_offset == 0xFFFFFFFF) \
+            and size >= _END.size + _END64_LOCATOR.size:
+        fh.seek(size - _END.size - _END64_LOCATOR.size)
+        loc_sig, _, end64_offset, _ = _END64_LOCATOR.unpack(fh.read(_END64_LOCATOR.size))
+        if loc_sig == b"PK\x06\x07":
+            if end64_offset > size - _END64.size:
+                raise fail(f"zip64 end record offset {end64_offset} lies outside the file")
+            fh.seek(end64_offset)
+            fields = _END64.unpack(fh.read(_END64.size))
+            if fields[0] != b"PK\x06\x06":
+                raise fail("corrupted zip64 end-of-central-directory record")
+            members, cd_size = fields[7], fields[8]
+    if members > MAX_MEMBERS:
+        raise fail(f"the zip directory lists {members} members; a network file has at most "
+                   f"{MAX_MEMBERS}")
+    if cd_size > size:
+        raise fail(f"the zip directory declares {cd_size} bytes, more than the file's {size}")
+
+
+def _read_members(zf: zipfile.ZipFile, size: int, fail: Callable[[str], NetworkFileError]
+                  ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The checked header (``sha256`` still in it) and the arrays by key.
+
+    Member sizes, compression, names and ``.npy`` headers are all checked before any array
+    data is read (see :meth:`SpikingNetwork.load`).
+    """
+    infos = zf.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise fail(f"{len(infos)} zip members; a network file has at most {MAX_MEMBERS}")
+    by_name: dict[str, zipfile.ZipInfo] = {}
+    total = 0
+    for info in infos:
+        name = info.filename
+        if name in by_name:
+            raise fail(f"member {name!r} appears twice")
+        if info.flag_bits & 0x1:
+            raise fail(f"member {name!r} is encrypted")
+        if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
+            raise fail(f"member {name!r} is compressed (method {info.compress_type}, "
+                       f"{info.compress_size} bytes declaring {info.file_size}); network files "
+                       "store members uncompressed, as numpy.savez writes them")
+        by_name[name] = info
+        total += info.file_size
+    if total > size:
+        raise fail(f"the members declare {total} bytes in all, more than the file's {size} "
+                   "bytes")
+    if _HEADER + _NPY not in by_name:
+        raise fail(f"no {_HEADER} entry; not a whetstone spiking network file")
+    raw = _read_npy(zf, by_name[_HEADER + _NPY], fail, header=True)
+    header, keys = _parse_header(raw, fail)
+    expected = {_HEADER + _NPY, *(key + _NPY for key in keys)}
+    unexpected, missing = sorted(set(by_name) - expected), sorted(expected - set(by_name))
+    if unexpected or missing:
+        raise fail(f"members do not match the layer list: unexpected {unexpected}, "
+                   f"missing {missing}")
+    arrays = {key: _read_npy(zf, by_name[key + _NPY], fail, header=False) for key in keys}
+    return header, arrays
+
+
+def _parse_header(raw: np.ndarray, fail: Callable[[str], NetworkFileError]
+                  ) -> tuple[dict[str, Any], list[str]]:
+    """Decode and check the header JSON; returns it and the array keys its layers define
+    (``"{i}.{field}"`` for each array field of each layer's primitive, in order)."""
+    try:
+        header = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise fail(f"corrupted header: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        found = header.get("format") if isinstance(header, dict) else None
+        raise fail(f"wrong format {found!r}; expected {FORMAT!r}")
+    if header.get("version") != VERSION:
+        raise fail(f"unsupported format version {header.get('version')!r}; "
+                   f"this whetstone reads version {VERSION}")
+    layers = header.get("layers")
+    if not isinstance(layers, list):
+        raise fail(f"corrupted header: 'layers' is {type(layers).__name__}, not a list")
+    keys: list[str] = []
+    for i, spec in enumerate(layers):
+        if not isinstance(spec, dict) or set(spec) != {"kind", "params", "arrays"}:
+            raise fail(f"layer {i}: expected an object with kind, params and arrays")
+        kind = spec["kind"]
+        if not isinstance(kind, str) or kind not in PRIMITIVES:
+            raise fail(f"layer {i}: unknown primitive {kind!r}")
+        if not isinstance(spec["params"], dict):
+            raise fail(f"layer {i} ({kind}): params must be an object")
+        fields = PRIMITIVES[kind]._arrays
+        want = {name: f"{i}.{name}" for name in fields}
+        if spec["arrays"] != want:
+            raise fail(f"layer {i} ({kind}): arrays {spec['arrays']!r}, expected {want!r}")
+        keys += want.values()
+    return header, keys
+
+
+def _read_npy(zf: zipfile.ZipFile, info: zipfile.ZipInfo,
+              fail: Callable[[str], NetworkFileError], header: bool) -> np.ndarray:
+    """Read one stored ``.npy`` member after checking its header: dtype ``uint8`` 1-D
+    (``header``) or ``float32``/``float64`` (arrays), C order, at most 8 dimensions, and
+    ``len(npy header) + prod(shape) * itemsize == declared member size``."""
+    name = info.filename
+    with zf.open(info) as member:
+        head = member.read(min(info.file_size, _NPY_HEAD_MAX + 16))
+        buf = io.BytesIO(head)
         try:
-            for i, spec in enumerate(header["layers"]):
-                kind = spec["kind"]
-                if kind not in PRIMITIVES:
-                    raise fail(f"layer {i}: unknown primitive {kind!r}")
-                parts = {name: arrays[key] for name, key in spec["arrays"].items()}
-                layers.append(PRIMITIVES[kind].from_parts(spec["params"], parts))
-        except NetworkFileError:
-            raise
-        except (KeyError, TypeError, ValueError) as exc:
-            raise fail(f"invalid layer description: {type(exc).__name__}: {exc}") from exc
-        return cls(layers, header.get("metadata", {}))
+            version = np.lib.format.read_magic(buf)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(
+                    buf, max_header_size=_NPY_HEAD_MAX)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(
+                    buf, max_header_size=_NPY_HEAD_MAX)
+            else:
+                raise ValueError(f".npy format version {version} (expected 1.0 or 2.0)")
+        except (ValueError, SyntaxError, TypeError, KeyError, RecursionError, MemoryError,
+                OverflowError) as exc:
+            raise fail(f"member {name!r}: bad .npy header: {exc}") from exc
+        ok_dtype = dtype == np.uint8 if header else dtype in _ARRAY_DTYPES
+        if not ok_dtype or (header and len(shape) != 1):
+            want = "uint8 (n,)" if header else "float32 or float64"
+            raise fail(f"member {name!r}: .npy holds {dtype} {shape}; expected {want}")
+        if fortran or len(shape) > _MAX_NDIM or any(d < 0 for d in shape):
+            raise fail(f"member {name!r}: unsupported .npy layout (shape {shape}, "
+                       f"fortran_order {fortran})")
+        offset = buf.tell()
+        nbytes = math.prod(shape) * dtype.itemsize
+        if offset + nbytes != info.file_size:
+            raise fail(f"member {name!r}: .npy header declares {dtype} {shape} "
+                       f"({nbytes} bytes) but the member holds {info.file_size - offset}")
+        arr = np.empty(shape, dtype=dtype)
+        flat = arr.reshape(-1).view(np.uint8)
+        pos = len(head) - offset
+        flat[:pos] = np.frombuffer(head, dtype=np.uint8, offset=offset)
+        while pos < nbytes:
+            chunk = member.read(min(1 << 20, nbytes - pos))
+            if not chunk:
+                raise fail(f"member {name!r} is truncated")
+            flat[pos:pos + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
+            pos += len(chunk)
+        member.read()  # at the end: zipfile checks the member's CRC-32
+    return arr
 
 
 def _digest(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
@@ -164,7 +344,7 @@ def _digest(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
     for name in sorted(arrays):
         arr = np.ascontiguousarray(arrays[name])
         h.update(f"\0{name}\0{arr.dtype.str}\0{arr.shape}\0".encode())
-        h.update(arr.tobytes())
+        h.update(arr.reshape(-1).view(np.uint8))  # the bytes of arr.tobytes(), without a copy
     return h.hexdigest()
 
 
