@@ -109,3 +109,53 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path, monkeypatch) -> 
         write_idx(target, np.zeros(4, dtype=np.uint8))
     assert sorted(p.name for p in target.parent.iterdir()) == ["file"]
     assert target.read_bytes() == b"old"
+
+
+BEYOND = "deflate expands at most 1032-fold"
+
+
+@pytest.mark.parametrize(
+    ("header", "raw_problem", "gz_problem"),
+    [
+        (bytes([0, 0, 0x0E, 3]) + b"\xff\xff\xff\xff" * 3, "truncated IDX data", BEYOND),
+        (bytes([0, 0, 0x08, 8]) + b"\x00\x01\x00\x00" * 8, "truncated IDX data", BEYOND),
+        (bytes([0, 0, 0x08, 2]) + b"\x00\x00\x00\x03" * 2, "truncated IDX data",
+         "truncated IDX data"),
+    ],
+    ids=["product-overflows-int64", "product-2^128", "plain-short"],
+)
+@pytest.mark.parametrize("gz", [False, True])
+def test_declared_size_beyond_the_file(tmp_path: Path, header: bytes, raw_problem: str,
+                                       gz_problem: str, gz: bool) -> None:
+    data = header + bytes(4)
+    path = tmp_path / "huge-idx"
+    path.write_bytes(gzip.compress(data) if gz else data)
+    with pytest.raises(DatasetError) as info:
+        read_idx(path)
+    assert str(path) in str(info.value)
+    assert (gz_problem if gz else raw_problem) in str(info.value)
+
+
+def test_gzip_bomb_reads_only_what_the_header_declares(tmp_path: Path) -> None:
+    """A small header followed by megabytes of zeros: refused after reading 64 KiB more."""
+    import tracemalloc
+
+    path = tmp_path / "bomb-idx1-ubyte.gz"
+    path.write_bytes(gzip.compress(bytes([0, 0, 8, 1, 0, 0, 0, 4]) + bytes(4 + (32 << 20))))
+    tracemalloc.start()
+    try:
+        with pytest.raises(DatasetError, match="trailing bytes"):
+            read_idx(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20
+
+
+def test_gzip_of_every_dtype_round_trips_incrementally(tmp_path: Path) -> None:
+    arr = np.arange(5 * 7, dtype=np.float64).reshape(5, 7) / 3
+    path = tmp_path / "f8-idx2.gz"
+    write_idx(path, arr)
+    back = read_idx(path)
+    np.testing.assert_array_equal(back, arr)
+    assert back.flags.writeable and back.dtype == np.float64

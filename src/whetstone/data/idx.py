@@ -9,7 +9,10 @@ gzip magic bytes ``1f 8b``, never from the file name.
 from __future__ import annotations
 
 import gzip
+import io
+import math
 import os
+import struct
 import tempfile
 import zlib
 from pathlib import Path
@@ -39,6 +42,8 @@ IDX_TYPES: dict[int, np.dtype] = {
 }
 
 _GZIP_MAGIC = b"\x1f\x8b"
+_DEFLATE_MAX_RATIO = 1032
+"""Deflate's largest expansion: one compressed byte yields at most 1032 bytes."""
 
 
 def decompress_if_gzip(data: bytes | bytearray, name: str) -> bytes | bytearray:
@@ -58,6 +63,13 @@ def decompress_if_gzip(data: bytes | bytearray, name: str) -> bytes | bytearray:
 def parse_idx(data: bytes | bytearray, name: str = "<bytes>") -> np.ndarray:
     """Decode the bytes of one IDX file (gzipped or raw) into an array.
 
+    Bounded: the header's shape is checked before any data is copied. The declared data
+    size ``prod(shape) * itemsize`` (computed exactly, in Python integers, so it cannot
+    overflow) must equal the bytes after the header of a raw file; of a gzipped file it
+    must not exceed ``1032 * len(data)`` (deflate expands at most 1032-fold) and the stream
+    is decompressed incrementally into one buffer of exactly that size, so a gzip bomb
+    costs no more memory than the array it claims to hold.
+
     Args:
         data: the file's bytes.
         name: how to name the source in error messages (usually the path).
@@ -67,31 +79,14 @@ def parse_idx(data: bytes | bytearray, name: str = "<bytes>") -> np.ndarray:
         ``(N, 28, 28)`` uint8 for MNIST images, ``(N,)`` uint8 for labels).
 
     Raises:
-        DatasetError: bad magic, unknown type byte, zero dimensions, or a data
-            length that disagrees with the header (truncated / trailing bytes).
+        DatasetError: bad magic, unknown type byte, zero dimensions, a declared size
+            larger than the file can hold, or a data length that disagrees with the header
+            (truncated / trailing bytes), or corrupt gzip data.
     """
-    data = decompress_if_gzip(data, name)
-    if len(data) < 4:
-        raise DatasetError(f"{name}: not an IDX file (only {len(data)} bytes, header needs 4)")
-    if data[0] != 0 or data[1] != 0:
-        raise DatasetError(
-            f"{name}: not an IDX file (magic bytes {bytes(data[:2]).hex()} instead of 0000)"
-        )
-    type_byte, ndim = data[2], data[3]
-    if type_byte not in IDX_TYPES:
-        known = ", ".join(f"0x{t:02X}" for t in IDX_TYPES)
-        raise DatasetError(f"{name}: unknown IDX type byte 0x{type_byte:02X} (known: {known})")
-    if ndim == 0:
-        raise DatasetError(f"{name}: IDX header declares 0 dimensions")
-    header_len = 4 + 4 * ndim
-    if len(data) < header_len:
-        raise DatasetError(
-            f"{name}: truncated IDX header ({len(data)} bytes, {ndim} dimensions need "
-            f"{header_len})"
-        )
-    shape = tuple(int(s) for s in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    dtype = IDX_TYPES[type_byte]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if bytes(data[:2]) == _GZIP_MAGIC:
+        return _parse_gzip_idx(data, name)
+    dtype, shape, header_len = _idx_header(bytes(data[:4]), data, name)
+    expected = math.prod(shape) * dtype.itemsize
     got = len(data) - header_len
     if got < expected:
         raise DatasetError(
@@ -104,10 +99,94 @@ def parse_idx(data: bytes | bytearray, name: str = "<bytes>") -> np.ndarray:
         )
     if not isinstance(data, bytearray):
         data = bytearray(data)  # writable backing store, so torch.from_numpy is warning-free
-    arr = np.frombuffer(data, dtype=dtype, offset=header_len).reshape(shape)
+    return _as_array(data, dtype, shape, header_len)
+
+
+def _idx_header(head: bytes, rest: bytes | bytearray | None, name: str
+                ) -> tuple[np.dtype, tuple[int, ...], int]:
+    """Check the 4 fixed header bytes ``head`` and read the sizes from ``rest`` (the whole
+    raw file, or ``None`` to get only the dtype and ``ndim`` via the returned shape length
+    of ``(0,) * ndim``); returns ``(dtype, shape, header length)``."""
+    if len(head) < 4:
+        raise DatasetError(f"{name}: not an IDX file (only {len(head)} bytes, header needs 4)")
+    if head[0] != 0 or head[1] != 0:
+        raise DatasetError(
+            f"{name}: not an IDX file (magic bytes {head[:2].hex()} instead of 0000)"
+        )
+    type_byte, ndim = head[2], head[3]
+    if type_byte not in IDX_TYPES:
+        known = ", ".join(f"0x{t:02X}" for t in IDX_TYPES)
+        raise DatasetError(f"{name}: unknown IDX type byte 0x{type_byte:02X} (known: {known})")
+    if ndim == 0:
+        raise DatasetError(f"{name}: IDX header declares 0 dimensions")
+    header_len = 4 + 4 * ndim
+    if rest is None:
+        return IDX_TYPES[type_byte], (0,) * ndim, header_len
+    if len(rest) < header_len:
+        raise DatasetError(
+            f"{name}: truncated IDX header ({len(rest)} bytes, {ndim} dimensions need "
+            f"{header_len})"
+        )
+    shape = struct.unpack(f">{ndim}I", bytes(rest[4:header_len]))
+    return IDX_TYPES[type_byte], shape, header_len
+
+
+def _as_array(buf: bytearray, dtype: np.dtype, shape: tuple[int, ...], offset: int
+              ) -> np.ndarray:
+    arr = np.frombuffer(buf, dtype=dtype, offset=offset).reshape(shape)
     if dtype.byteorder == ">":
         arr = arr.astype(dtype.newbyteorder("="))
     return arr
+
+
+def _read_gz(gz: gzip.GzipFile, buf: bytearray | memoryview) -> int:
+    """Fill ``buf`` from ``gz``; returns the bytes read (fewer only at the end of data)."""
+    view = memoryview(buf)
+    pos = 0
+    while pos < len(view):
+        n = gz.readinto(view[pos:pos + (1 << 22)])
+        if not n:
+            break
+        pos += n
+    return pos
+
+
+def _parse_gzip_idx(data: bytes | bytearray, name: str) -> np.ndarray:
+    """:func:`parse_idx` of gzipped bytes, decompressed incrementally (see there)."""
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb") as gz:
+            head = bytearray(4)
+            n = _read_gz(gz, head)
+            dtype, blank, header_len = _idx_header(bytes(head[:n]), None, name)
+            header = bytearray(header_len)
+            header[:4] = head
+            if _read_gz(gz, memoryview(header)[4:]) != header_len - 4:
+                raise DatasetError(f"{name}: truncated IDX header (gzipped data ends inside "
+                                   f"the sizes of its {len(blank)} dimensions)")
+            _, shape, _ = _idx_header(bytes(head), header, name)
+            expected = math.prod(shape) * dtype.itemsize
+            if expected > _DEFLATE_MAX_RATIO * len(data):
+                raise DatasetError(
+                    f"{name}: IDX header shape {shape} declares {expected} bytes, more than "
+                    f"{len(data)} gzip-compressed bytes can hold (deflate expands at most "
+                    f"{_DEFLATE_MAX_RATIO}-fold)"
+                )
+            buf = bytearray(expected)
+            got = _read_gz(gz, buf)
+            if got < expected:
+                raise DatasetError(
+                    f"{name}: truncated IDX data: header shape {shape} needs {expected} "
+                    f"bytes, file has {got} (after gunzip)"
+                )
+            extra = len(gz.read(1 << 16))
+            if extra:
+                raise DatasetError(
+                    f"{name}: {extra}{'+' if extra == 1 << 16 else ''} trailing bytes after "
+                    f"the IDX data of shape {shape} (after gunzip)"
+                )
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DatasetError(f"{name}: corrupt or truncated gzip data ({exc})") from exc
+    return _as_array(buf, dtype, shape, 0)
 
 
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
