@@ -5,8 +5,13 @@
   :func:`from_nir` reads it back. Whetstone's ``z = 1[x >= theta]`` is exported as NIR's
   ``z = 1[v > theta']`` with ``theta' = nextafter(float32(theta), -inf)``, so ties still
   fire. Needs the ``nir`` extra (``pip install 'whetstone[nir]'``).
+- :class:`NIRFileError` (a ``ValueError``): every failure of :func:`from_nir` (missing,
+  corrupted or foreign file, unsupported graph, or a read past its time limit: the HDF5 file
+  is read in a child process that is killed when it takes too long); the message names the
+  file.
 """
 
+from .errors import NIRFileError
 from .nir_graph import (
     NEURON_FORMS,
     THRESHOLD_CONVENTION,
@@ -20,6 +25,7 @@ from .nir_graph import (
 
 __all__ = [
     "NEURON_FORMS",
+    "NIRFileError",
     "THRESHOLD_CONVENTION",
     "exported_threshold",
     "from_graph",

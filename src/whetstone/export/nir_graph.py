@@ -62,9 +62,17 @@ batch dimension too: run such imported modules on single, batch-free samples.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import queue
+import stat
+import struct
+import subprocess
+import sys
+import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -79,6 +87,7 @@ from ..runtime import (
     SumPool2d,
     Threshold,
 )
+from .errors import NIRFileError
 
 NeuronForm = Literal["if", "threshold", "lif"]
 NEURON_FORMS: tuple[str, ...] = ("if", "threshold", "lif")
@@ -477,12 +486,190 @@ def from_graph(graph: Any) -> SpikingNetwork:
     return SpikingNetwork(layers, metadata)
 
 
-def from_nir(path: str | os.PathLike[str]) -> SpikingNetwork:
-    """Read a NIR file (``nir.read``) into a :class:`SpikingNetwork` (see :func:`from_graph`).
+# ----------------------------------------------------------------------------- bounded read
+
+READ_TIMEOUT = 60.0
+"""Default time limit (seconds) of one :func:`from_nir` read, the reader's start excluded."""
+START_TIMEOUT = 120.0
+"""Time limit (seconds) for the reader process to start (import numpy and h5py)."""
+_DEFLATE_MAX_RATIO = 1032
+
+
+class _HDF5Reader:
+    """A child process running :mod:`whetstone.export._hdf5_worker`, reused across reads
+    and killed (then started again on the next read) when one read exceeds its limit.
+
+    A daemon thread reads the child's stdout into a queue, so waiting has a timeout on
+    every platform. One read at a time (a lock); a forked process starts its own child.
+    """
+
+    def __init__(self, script: Path | None = None) -> None:
+        self.script = script or Path(__file__).with_name("_hdf5_worker.py")
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._queue: queue.Queue[bytes | None] = queue.Queue()
+        self._owner = -1
+
+    def _start(self) -> None:
+        self.close()
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p),
+                   OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        self._proc = subprocess.Popen([sys.executable, str(self.script)], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                      env=env)
+        self._owner = os.getpid()
+        self._queue = queue.Queue()
+        threading.Thread(target=self._pump, args=(self._proc, self._queue),
+                         daemon=True).start()
+        try:
+            ready = self._get(START_TIMEOUT)
+        except TimeoutError:
+            raise RuntimeError(f"the HDF5 reader process did not start within "
+                               f"{START_TIMEOUT:.0f} s") from None
+        if ready != b"READY":
+            self.close()
+            raise RuntimeError("the HDF5 reader process did not start (is h5py installed?)")
+
+    @staticmethod
+    def _pump(proc: subprocess.Popen[bytes], out: queue.Queue[bytes | None]) -> None:
+        stream = proc.stdout
+        assert stream is not None
+        try:
+            first = stream.read(5)
+            out.put(first if len(first) == 5 else None)
+            while True:
+                size = stream.read(8)
+                if len(size) < 8:
+                    break
+                n = struct.unpack(">Q", size)[0]
+                body = stream.read(n)
+                if len(body) < n:
+                    break
+                out.put(body)
+        except (OSError, ValueError):
+            pass
+        out.put(None)
+
+    def _get(self, timeout: float) -> bytes | None:
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            self.close()
+            raise TimeoutError from None
+
+    def close(self) -> None:
+        """Kill the child (if any); the next read starts a new one."""
+        proc, self._proc = self._proc, None
+        if proc is not None and self._owner == os.getpid():
+            proc.kill()
+            proc.wait()
+            for stream in (proc.stdin, proc.stdout):
+                if stream is not None:
+                    stream.close()
+
+    def read(self, path: str, max_bytes: int, timeout: float) -> bytes:
+        """The worker's response payload for ``path``.
+
+        Raises:
+            TimeoutError: the read took longer than ``timeout`` (the child is killed).
+            RuntimeError: the child could not start or died during the read.
+        """
+        with self._lock:
+            if self._proc is None or self._owner != os.getpid() or self._proc.poll() is not None:
+                self._start()
+            proc = self._proc
+            assert proc is not None and proc.stdin is not None
+            request = json.dumps({"path": path, "max_bytes": max_bytes,
+                                  "timeout": timeout}).encode("utf-8")
+            try:
+                proc.stdin.write(struct.pack(">I", len(request)) + request)
+                proc.stdin.flush()
+            except OSError as exc:
+                self.close()
+                raise RuntimeError(f"the HDF5 reader process died ({exc})") from exc
+            body = self._get(timeout)
+            if body is None:
+                code = proc.poll()
+                self.close()
+                raise RuntimeError(f"the HDF5 reader process died (exit status {code})")
+            return body
+
+
+_READER = _HDF5Reader()
+atexit.register(_READER.close)
+
+
+def _decode(entry: Any, raw: memoryview) -> Any:
+    """Inverse of the worker's encoding (see :mod:`whetstone.export._hdf5_worker`)."""
+    if not isinstance(entry, dict):
+        raise ValueError("malformed reader response")
+    if "d" in entry:
+        return {str(k): _decode(v, raw) for k, v in entry["d"].items()}
+    if "s" in entry:
+        return str(entry["s"])
+    if "t" in entry:
+        return np.array(entry["t"], dtype=object).reshape(entry["shape"])
+    dtype, shape, offset, nbytes = entry["a"]
+    arr = np.frombuffer(raw[offset:offset + nbytes], dtype=np.dtype(dtype)).reshape(shape)
+    arr = arr.copy()
+    return arr[()] if entry.get("scalar") else arr
+
+
+def _read_graph(path: str, size: int, timeout: float) -> Any:
+    """The ``nir.NIRGraph`` in ``path``, read like ``nir.read`` but in the reader process."""
+    nir = _require_nir()
+    body = _READER.read(path, _DEFLATE_MAX_RATIO * size + (1 << 20), timeout)
+    (head_len,) = struct.unpack(">I", body[:4])
+    message = json.loads(body[4:4 + head_len].decode("utf-8"))
+    if "error" in message:
+        raise ValueError(message["error"])
+    node = _decode(message["ok"], memoryview(body)[4 + head_len:])
+    if "type_check" in node:
+        raise ValueError("the graph has a 'type_check' entry, which NIR reserves")
+    node["type_check"] = True
+    return nir.dict2NIRNode(node)
+
+
+def from_nir(path: str | os.PathLike[str], timeout: float = READ_TIMEOUT) -> SpikingNetwork:
+    """Read a NIR file into a :class:`SpikingNetwork` (see :func:`from_graph`).
 
     Files written by :func:`to_nir` round-trip exactly: same primitives, same thresholds
     (``theta`` from the node metadata, else ``nextafter(float32(theta'), +inf)``), hence
     identical spikes and predictions.
+
+    Bounded in time and memory. The HDF5 file is read by h5py in a child process (a plain
+    ``python`` running :mod:`whetstone.export._hdf5_worker`, started on the first call and
+    reused) because the HDF5 library can loop forever on a corrupted file and no thread can
+    interrupt it: a read that takes longer than ``timeout`` seconds kills the child (the next
+    call starts another) and fails. The child refuses datasets that declare more than
+    ``1032 * file size + 1 MiB`` bytes in all (deflate expands at most 1032-fold), groups
+    nested deeper than 32, and more than 100,000 groups and datasets; it sends the plain
+    arrays and strings back (no pickle), and the ``nir`` graph and the primitives are then
+    built and checked in this process.
+
+    Raises:
+        NIRFileError: (a ``ValueError``) for every failure: the file is missing or
+            unreadable, not HDF5, corrupted, not a NIR graph, holds a graph whetstone cannot
+            represent, or its read timed out; the message names the file and the problem.
+        ImportError: the ``nir`` package is not installed.
     """
-    nir = _require_nir()
-    return from_graph(nir.read(os.fspath(path)))
+    _require_nir()
+    name = os.fspath(path)
+    try:
+        info = os.stat(name)
+        if not stat.S_ISREG(info.st_mode):
+            raise NIRFileError(f"{name}: not a regular file")
+        graph = _read_graph(os.path.abspath(name), info.st_size, timeout)
+    except NIRFileError:
+        raise
+    except TimeoutError as exc:
+        raise NIRFileError(f"{name}: reading the HDF5 file did not finish within {timeout} s "
+                           "(a corrupted file can make the HDF5 library loop)") from exc
+    except Exception as exc:  # noqa: BLE001 - every failure is reported as this file's
+        raise NIRFileError(f"{name}: cannot read the NIR file: {type(exc).__name__}: {exc}"
+                           ) from exc
+    try:
+        return from_graph(graph)
+    except Exception as exc:  # noqa: BLE001
+        raise NIRFileError(f"{name}: not a NIR graph whetstone can read: "
+                           f"{type(exc).__name__}: {exc}") from exc
