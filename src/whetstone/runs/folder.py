@@ -37,6 +37,7 @@ from ..presets.build import (
     build_model,
     build_optimizer,
     build_sharpener,
+    check_device,
     check_teacher,
     conventional_twin,
     gradient_clip,
@@ -195,6 +196,9 @@ def train_run(
     """
     out = Path(out)
     partial = partial_folder(out)
+    check_device(device)  # an unusable device fails before anything is written
+    if config is not None:
+        config.validate()  # also catches fields assigned after the config was made
     distributed = init_distributed(device)
     if distributed is not None and distributed.backend == "nccl":
         device = f"cuda:{distributed.local_rank}"
