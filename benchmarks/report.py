@@ -392,6 +392,7 @@ def main() -> None:
     from . import (
         activity,
         encoding,
+        fuzz,
         optimizers,
         peers_conversion,
         peers_direct,
@@ -402,7 +403,7 @@ def main() -> None:
     )
 
     for study in (tuning, encoding, optimizers, schedules, activity, precision, peers_direct,
-                  peers_conversion, peers_sinabs):
+                  peers_conversion, peers_sinabs, fuzz):
         out += study.section()
     (ROOT / "BENCHMARKS.md").write_text("\n".join(out))
     print(f"wrote {ROOT / 'BENCHMARKS.md'}")
