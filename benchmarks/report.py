@@ -287,7 +287,11 @@ def ddp_section() -> list[str]:
                      f"{100 * e['parallel']['test_accuracy_binary']:.2f} |")
     lines += ["", f"**Median speed-up {r['median_speedup']:.2f}** (training loops), "
               f"{r['median_wall_speedup']:.2f} for the whole command (process start, data "
-              "loading and evaluation included).", "", f"- {_env_line(r['environment'])}", ""]
+              "loading and evaluation included). Below 1 means slower: on 2 cores one process "
+              "already uses both through torch's threads, while each of the data-parallel "
+              "processes all-reduces the whole gradient (gloo) after every step and runs the "
+              "whole optimizer step; data parallelism pays off with more cores or GPUs than "
+              "one process can use.", "", f"- {_env_line(r['environment'])}", ""]
     return lines
 
 

@@ -1,12 +1,13 @@
 """Data-parallel training with 2 CPU processes (gloo), launched by torchrun.
 
 Two processes at half the batch each compute one process's step at the global batch up to the
-rounding of half-size matrix products: over the first steps the ranks' losses average to the
-single process's within 1e-5 and the ranks' weights stay identical. Over whole epochs Adadelta
-at lr 4 amplifies that rounding (epoch losses drift apart by up to ~20 % mid-sharpening, then
-meet again), so a full run is compared at its end. Stated tolerance: the same per-epoch
-sharpness sequence, final validation and binary test accuracy within 3 points. Only rank 0
-writes the run folder; an interrupted 2-process run resumes byte for byte.
+rounding of half-size matrix products: over the first Adadelta steps the ranks' losses average
+to the single process's within 1e-5 and the ranks' weights stay identical. Over whole runs
+Adadelta at lr 4 amplifies that rounding chaotically, so the full-run comparison trains with
+Adam, where it does not. Stated tolerance for a full run (4 epochs, sharpening per batch,
+binary fine-tuning): the same per-epoch sharpness sequence, every epoch's training loss within
+0.1 %, training and validation accuracy and the binary test accuracy within half a point.
+Only rank 0 writes the run folder; an interrupted 2-process run resumes byte for byte.
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ preset = "mnist-dense"
 epochs = 3
 finetune_epochs = 1
 augment = "none"
+optimizer = { name = "adam", lr = 0.002 }
 schedule = { name = "scheduled", start = 1, duration = 0.5, intermission = 0, mode = "batch" }
 """
 """Each layer sharpened over half an epoch from epoch 1 (per batch), then binary epochs."""
 
-OPTIONS = ["--train-limit", "2000", "--test-limit", "500", "--no-progress", "--no-plot",
+OPTIONS = ["--train-limit", "2600", "--test-limit", "500", "--no-progress", "--no-plot",
            "--seed", "1"]
 
 
@@ -67,16 +69,19 @@ def test_two_processes_match_one_with_the_same_global_batch(ddp_run, tmp_path):
 
     config = TrainConfig.load(out / "config.json")  # the same recipe, one process
     single = train_run(config, tmp_path / "single", progress=False, plot=False,
-                       train_limit=2000, test_limit=500)
+                       train_limit=2600, test_limit=500)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["processes"] == 2
     ddp, one = _epochs(out), _epochs(tmp_path / "single")
     assert [r["sharpness"] for r in ddp] == [r["sharpness"] for r in one]
     assert ddp[-1]["sharpness"] == [1.0, 1.0, 1.0]
-    assert ddp[-1]["val_accuracy"] == pytest.approx(one[-1]["val_accuracy"], abs=0.03)
+    for a, b in zip(ddp, one, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-3)
+        assert a["train_accuracy"] == pytest.approx(b["train_accuracy"], abs=0.005)
+        assert a["val_accuracy"] == pytest.approx(b["val_accuracy"], abs=0.005)
     assert summary["test_accuracy_binary"] == pytest.approx(single["test_accuracy_binary"],
-                                                            abs=0.03)
-    assert summary["train_samples"] == 2000
+                                                            abs=0.005)
+    assert summary["train_samples"] == 2600
 
 
 STEPS = """
@@ -142,13 +147,14 @@ def test_interrupted_two_process_run_resumes_byte_for_byte(ddp_run, tmp_path):
         from contextlib import contextmanager
         import whetstone.runs.folder as folder
         from whetstone.cli.main import main
-        if sys.argv[1] == "stop":  # every rank asks to stop after 20 batches (epoch 2)
+        if sys.argv[1] == "stop":  # every rank asks to stop from its 2nd agreement on
+            # (ranks agree every 16 batches: batch 32 = epoch 2, batch 11 of 21)
             real = folder._stop_on_signals
             @contextmanager
             def stop_after_20(enabled):
                 calls = []
                 with real(enabled):
-                    yield lambda: calls.append(1) or len(calls) >= 20
+                    yield lambda: calls.append(1) or len(calls) >= 2
             folder._stop_on_signals = stop_after_20
             sys.exit(main(["train", "--config", {str(tmp_path / "recipe.toml")!r},
                            *{OPTIONS!r}, "--out", {str(out)!r}]))

@@ -327,7 +327,7 @@ def _train_into(config: TrainConfig, partial: Path, out: Path, train: Split, val
 
         model.to(device)
         trained = DistributedDataParallel(
-            model, forward_sync_buffers=False,
+            model, forward_sync_buffers=False, gradient_as_bucket_view=True,
             device_ids=[distributed.local_rank] if distributed.backend == "nccl" else None)
 
     def checkpoint(state: LoopState) -> None:

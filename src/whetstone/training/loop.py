@@ -135,6 +135,11 @@ def evaluate_binary(model: nn.Module, loader: Batches, device: str | torch.devic
         return evaluate(model, loader, device)
 
 
+STOP_AGREEMENT_EVERY = 16
+"""In a data-parallel run the ranks agree on a stop request every this many batches (one
+collective each time), so every rank stops after the same batch."""
+
+
 DIVERGENCE_FACTOR = 10.0
 """An epoch whose mean loss exceeds this many times the lowest epoch loss so far, while its
 training accuracy is at chance, has diverged (:func:`check_divergence`)."""
@@ -224,7 +229,7 @@ def fit(
     is a ``DistributedDataParallel`` copy and ``train_loader`` this rank's shard; the epoch's
     loss, accuracy and sample count are summed over the ranks before they are recorded or
     handed to the sharpener, and a stop request on any rank stops every rank after the same
-    batch. Give ``run_dir`` on rank 0 only.
+    batch (they agree every :data:`STOP_AGREEMENT_EVERY` batches). Give ``run_dir`` on rank 0 only.
     """
     if clip_grad_norm is not None and not clip_grad_norm > 0:
         raise ValueError(f"clip_grad_norm must be positive, got {clip_grad_norm}")
@@ -306,7 +311,8 @@ def fit(
                                     acc=f"{int(correct) / seen:.4f}",
                                     s=_format_sharpness(get_layer_sharpness(model)))
             if should_stop is not None and (
-                    distributed.any(should_stop()) if distributed is not None else should_stop()):
+                    should_stop() if distributed is None
+                    else (i + 1) % STOP_AGREEMENT_EVERY == 0 and distributed.any(should_stop())):
                 bar.close()
                 state = LoopState(epoch, i + 1, float(loss_sum), int(correct), seen,
                                   spent + time.perf_counter() - t0, loader_state,
