@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 TORCH_PIN ?= torch==2.13.0
 SEED ?= 0
 
-.PHONY: demo test lint bench bench-parity bench-mnist-dense bench-mnist-cnn bench-fashion-cnn bench-speed report clean bench-smoke bench-studies bench-peers-direct bench-peers-conversion bench-peers-sinabs gpu-carry gpu-unpack gpu-spiking
+.PHONY: demo test lint bench bench-parity bench-robustness bench-mnist-dense bench-mnist-cnn bench-fashion-cnn bench-speed report clean bench-smoke bench-studies bench-peers-direct bench-peers-conversion bench-peers-sinabs gpu-carry gpu-unpack gpu-spiking
 
 $(VENV)/.base:
 	$(PYTHON) -m venv $(VENV)
@@ -115,7 +115,12 @@ bench-parity: $(VENV)/.bench
 			--seeds 0 1 2 || exit 1; \
 	done
 	$(PY) -m benchmarks.accuracy --preset mnist-dense-fast --seeds 0 1 2 --no-baseline
-	$(PY) -m benchmarks.speed --pairs 7 --threads 1 2
+	$(PY) -m benchmarks.speed --pairs 7 --processes 5 --threads 1 2
+
+# Issue 11: the long fuzz run over the parsers and the data-parallel speed-up (idle machine).
+bench-robustness: $(VENV)/.bench
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.fuzz
+	$(PY) -m benchmarks.ddp --rounds 3
 
 # The peers, one command each (e.g. make bench-peers-direct PEER_PRESET=fashion-dense PEER_SEEDS=0).
 PEER_PRESET ?= mnist-dense
