@@ -599,6 +599,10 @@ _READER = _HDF5Reader()
 atexit.register(_READER.close)
 
 
+class _ReadFailed(Exception):
+    """The reader process could not read the file; the message says why."""
+
+
 def _decode(entry: Any, raw: memoryview) -> Any:
     """Inverse of the worker's encoding (see :mod:`whetstone.export._hdf5_worker`)."""
     if not isinstance(entry, dict):
@@ -622,7 +626,7 @@ def _read_graph(path: str, size: int, timeout: float) -> Any:
     (head_len,) = struct.unpack(">I", body[:4])
     message = json.loads(body[4:4 + head_len].decode("utf-8"))
     if "error" in message:
-        raise ValueError(message["error"])
+        raise _ReadFailed(message["error"])
     node = _decode(message["ok"], memoryview(body)[4 + head_len:])
     if "type_check" in node:
         raise ValueError("the graph has a 'type_check' entry, which NIR reserves")
@@ -665,6 +669,8 @@ def from_nir(path: str | os.PathLike[str], timeout: float = READ_TIMEOUT) -> Spi
     except TimeoutError as exc:
         raise NIRFileError(f"{name}: reading the HDF5 file did not finish within {timeout} s "
                            "(a corrupted file can make the HDF5 library loop)") from exc
+    except _ReadFailed as exc:
+        raise NIRFileError(f"{name}: cannot read the NIR file: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - every failure is reported as this file's
         raise NIRFileError(f"{name}: cannot read the NIR file: {type(exc).__name__}: {exc}"
                            ) from exc
