@@ -266,6 +266,7 @@ def fit(
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         seen, skip, spent = 0, 0, 0.0
+        trained_here = False
         loader_state = state_of() if state_of is not None else None
         if resume is not None and epoch == resume.epoch:
             loss_sum += resume.loss_sum
@@ -281,6 +282,7 @@ def fit(
             if x.ndim == 4:
                 x = x.contiguous(memory_format=fmt)
             optimizer.zero_grad(set_to_none=True)
+            trained_here = True
             with autocast:
                 logits = model(x)
                 loss = loss_fn(logits, y)
@@ -332,7 +334,8 @@ def fit(
         train_loss = float(loss_sum) / seen
         if not math.isfinite(train_loss):
             raise TrainingError(f"mean training loss is {train_loss} at epoch {epoch}")
-        check_divergence(history, train_loss, int(correct) / seen, logits.shape[-1], epoch)
+        classes = logits.shape[-1] if trained_here else 0  # 0: no batch ran in this process
+        check_divergence(history, train_loss, int(correct) / seen, classes, epoch)
         if sharpener is not None:
             sharpener.on_epoch_end(model, epoch, train_loss)
         if scheduler is not None:
