@@ -85,7 +85,8 @@ def test_two_processes_match_one_with_the_same_global_batch(ddp_run, tmp_path):
 
 
 STEPS = """
-import json, torch
+import json, sys, torch
+from pathlib import Path
 from torch.nn.parallel import DistributedDataParallel
 from whetstone.data import ArrayLoader
 from whetstone.presets import build_model, build_optimizer, get_preset
@@ -108,21 +109,22 @@ for x, y in loader:
     optimizer.step()
     losses.append(loss.item())
 weights = [p.detach().double().sum().item() for p in model.parameters()]
-print("RESULT " + json.dumps({"rank": rank, "losses": losses, "weights": weights}))
+name = f"rank{rank}.json" if job else "single.json"  # one file each: no interleaved output
+Path(sys.argv[1], name).write_text(json.dumps({"losses": losses, "weights": weights}))
 """
 
 
 def test_each_step_is_the_single_process_step(tmp_path, mnist_ready):
     """8 Adadelta steps at global batch 128: 2 x 64 against 1 x 128."""
     (tmp_path / "steps.py").write_text(STEPS)
-    proc = _torchrun([str(tmp_path / "steps.py")], tmp_path)
+    proc = _torchrun([str(tmp_path / "steps.py"), str(tmp_path)], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = sorted((json.loads(line[7:]) for line in proc.stdout.splitlines()
-                    if line.startswith("RESULT ")), key=lambda r: r["rank"])
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    alone = subprocess.run([sys.executable, str(tmp_path / "steps.py")], capture_output=True,
-                           text=True, env=env, timeout=120)
-    single = json.loads(alone.stdout.split("RESULT ")[1])
+    alone = subprocess.run([sys.executable, str(tmp_path / "steps.py"), str(tmp_path)],
+                           capture_output=True, text=True, env=env, timeout=120)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    single = json.loads((tmp_path / "single.json").read_text())
     assert len(ranks) == 2 and len(single["losses"]) == 8
     assert ranks[0]["weights"] == ranks[1]["weights"]  # gradients averaged: one model
     mean = [(a + b) / 2 for a, b in zip(ranks[0]["losses"], ranks[1]["losses"], strict=True)]
