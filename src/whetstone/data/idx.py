@@ -13,13 +13,13 @@ import io
 import math
 import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
 from whetstone.data.errors import DatasetError
+from whetstone.files import atomic_write_bytes
 
 __all__ = [
     "IDX_TYPES",
@@ -232,28 +232,3 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:
     if path.suffix == ".gz":
         data = gzip.compress(data, compresslevel=6, mtime=0)
     atomic_write_bytes(path, data)
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray) -> None:
-    """Write ``data`` to ``path`` so that ``path`` is either untouched or complete.
-
-    The bytes go to a temporary file in the same folder, which is then renamed
-    over ``path`` with :func:`os.replace`; on any failure the temporary file is
-    removed. Missing parent folders are created.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; cached data is ordinary readable files
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
 import sys
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,6 +25,14 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import nn
+
+from ..files import atomic_write_bytes, atomic_write_text, file_mode
+
+__all__ = [
+    "CHECKSUM_KEY", "MODEL_HASH_KEY", "WeightsFileError", "atomic_write_bytes",
+    "atomic_write_text", "file_mode", "load_tensors", "load_weights", "save_tensors",
+    "save_weights", "serialize_tensors", "state_tensors", "tensors_sha256",
+]
 
 CHECKSUM_KEY = "sha256"
 """Header metadata key of a weights file's content checksum (:func:`tensors_sha256`)."""
@@ -43,45 +49,6 @@ _DTYPES: dict[torch.dtype, str] = {
 class WeightsFileError(ValueError):
     """A weights file cannot be used: unreadable, tampered with (checksum mismatch), or not the
     model's tensors. The message names the file and the problem."""
-
-
-def file_mode() -> int:
-    """Permissions of a new file under the process's umask (``0o666 & ~umask``), as
-    :func:`open` would create it; temporary files (``mkstemp``: ``0o600``) get them before
-    they are renamed into place."""
-    try:  # Linux: read without changing it (thread-safe)
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return 0o666 & ~int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, flushed to disk
-    and renamed into place: a reader sees the old file or the new one, never a part; on any
-    error (a full disk) the temporary file is removed and ``path`` is left as it was."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _raw(tensor: torch.Tensor) -> bytes:

@@ -28,7 +28,6 @@ import json
 import math
 import os
 import struct
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from ..files import atomic_write_with
 from .errors import NetworkFileError
 from .primitives import PRIMITIVES, Decode, Primitive, Threshold
 
@@ -108,17 +108,7 @@ class SpikingNetwork:
             raise ValueError(f"network metadata must be JSON-serialisable: {exc}") from exc
         blob = json.dumps(header, sort_keys=True).encode("utf-8")
         arrays[_HEADER] = np.frombuffer(blob, dtype=np.uint8)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_with(path, lambda f: np.savez(f, **arrays))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> SpikingNetwork:
