@@ -169,8 +169,8 @@ def test_divergence_without_nan_stops_training():
     from whetstone.training.loop import TrainingError, check_divergence
 
     history = History([EpochRecord(0, 0.3, 0.9, None, None, [0.0], 1.0)])
-    check_divergence(History(), 50.0, 0.1, 10, 0)  # nothing to compare with
-    check_divergence(history, 50.0, 0.5, 10, 1)  # still learning
-    check_divergence(history, 2.9, 0.1, 10, 1)  # under 10x
+    check_divergence(History(), 50.0, 0.1, 0.1, 0)  # nothing to compare with
+    check_divergence(history, 50.0, 0.5, 0.1, 1)  # still learning
+    check_divergence(history, 2.9, 0.1, 0.1, 1)  # under 10x
     with pytest.raises(TrainingError, match="diverged at epoch 1.*at chance"):
-        check_divergence(history, 3.1, 0.1, 10, 1)
+        check_divergence(history, 3.1, 0.1, 0.1, 1)

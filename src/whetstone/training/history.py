@@ -10,7 +10,12 @@ from typing import Any
 
 @dataclass
 class EpochRecord:
-    """What :func:`whetstone.training.fit` measures in one epoch (accuracies are fractions)."""
+    """What :func:`whetstone.training.fit` measures in one epoch.
+
+    The ``*_accuracy`` fields hold the task's score named by :attr:`metric` (for
+    classification the accuracy, a fraction; PSNR in dB for reconstruction), the ``val_*``
+    ones the score named by :attr:`val_metric` (the task's meter's primary score: the same,
+    except segmentation, trained on pixel accuracy and validated on mean IoU)."""
 
     epoch: int
     train_loss: float
@@ -24,6 +29,10 @@ class EpochRecord:
     epoch_time: float
     """Seconds spent training (forward, backward, optimizer, schedule); no evaluation."""
     eval_time: float = 0.0
+    metric: str = "accuracy"
+    """Name of the score in ``train_accuracy``."""
+    val_metric: str = "accuracy"
+    """Name of the score in ``val_accuracy`` and ``val_accuracy_binary``."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ..sharpening.allocation import fully_sharpened, get_layer_sharpness, is_fully_sharp
 from ..sharpening.schedules import Sharpener
+from ..tasks import Classification, Task
 from .distill import Distillation
 from .distributed import Distributed
 from .history import EpochRecord, History, MetricsLog
@@ -56,8 +57,9 @@ class LoopState:
     """Batches of that epoch already trained (0 at an epoch boundary)."""
     loss_sum: float
     """Sum over those batches of ``loss * batch size`` (float64)."""
-    correct: int
-    """Correct training predictions over those batches."""
+    correct: float
+    """Sum of the task's per-sample training score over those batches (classification: the
+    correct predictions)."""
     seen: int
     """Training samples in those batches."""
     epoch_time: float
@@ -110,29 +112,42 @@ def no_autocast(device: str | torch.device = "cpu") -> Iterator[None]:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Batches, device: str | torch.device = "cpu") -> float:
-    """Accuracy (fraction correct) of ``model``'s argmax over class logits on ``loader``,
-    computed in full float32 (:func:`full_float32`, and autocast off: :func:`no_autocast`)."""
+def evaluate_metrics(model: nn.Module, loader: Batches, device: str | torch.device = "cpu",
+                     task: Task | None = None) -> dict[str, Any]:
+    """Every score of ``task``'s meter (default :class:`~whetstone.tasks.Classification`:
+    ``accuracy``) for ``model`` on ``loader``, computed in full float32 (:func:`full_float32`,
+    and autocast off: :func:`no_autocast`); the model is left in the mode it was in."""
+    task = task or Classification()
+    meter = task.meter()
     was_training = model.training
     model.eval()
-    correct = total = 0
+    total = 0
     with full_float32(), no_autocast(device):
         try:
             for x, y in loader:
                 x, y = x.to(device), y.to(device)
-                correct += int((model(x).argmax(dim=1) == y).sum())
-                total += int(y.numel())
+                meter.update(model(x).float().cpu(), task.target(x, y).cpu())
+                total += len(x)
         finally:
             model.train(was_training)
     if total == 0:
         raise ValueError("evaluate: the loader yielded no samples")
-    return correct / total
+    return meter.compute()
 
 
-def evaluate_binary(model: nn.Module, loader: Batches, device: str | torch.device = "cpu") -> float:
-    """Accuracy of the fully sharpened network (every layer at 1), model left unchanged."""
+def evaluate(model: nn.Module, loader: Batches, device: str | torch.device = "cpu",
+             task: Task | None = None) -> float:
+    """The primary score of ``task`` (classification: accuracy, the fraction of samples whose
+    argmax class is the label) of ``model`` on ``loader`` (:func:`evaluate_metrics`)."""
+    task = task or Classification()
+    return float(evaluate_metrics(model, loader, device, task)[task.meter().primary])
+
+
+def evaluate_binary(model: nn.Module, loader: Batches, device: str | torch.device = "cpu",
+                    task: Task | None = None) -> float:
+    """:func:`evaluate` of the fully sharpened network (every layer at 1), model unchanged."""
     with fully_sharpened(model):
-        return evaluate(model, loader, device)
+        return evaluate(model, loader, device, task)
 
 
 STOP_AGREEMENT_EVERY = 16
@@ -145,16 +160,17 @@ DIVERGENCE_FACTOR = 10.0
 training accuracy is at chance, has diverged (:func:`check_divergence`)."""
 
 
-def check_divergence(history: History, loss: float, accuracy: float, classes: int,
+def check_divergence(history: History, loss: float, accuracy: float, chance: float | None,
                      epoch: int) -> None:
     """Raise :class:`TrainingError` if training diverged without a NaN: the epoch's mean
     ``loss`` exploded (over :data:`DIVERGENCE_FACTOR` times the lowest earlier epoch loss of
-    ``history``) and its training ``accuracy`` is at chance (below ``1.5 / classes``)."""
+    ``history``) and its training ``accuracy`` (the task's score) is at ``chance`` (below
+    ``1.5 chance``; ``1 / classes`` for classification). ``chance`` ``None``: never."""
     earlier = [r.train_loss for r in history]
-    if not earlier or classes < 2:
+    if not earlier or chance is None:
         return
     best = min(earlier)
-    if loss > DIVERGENCE_FACTOR * best and accuracy < 1.5 / classes:
+    if loss > DIVERGENCE_FACTOR * best and accuracy < 1.5 * chance:
         raise TrainingError(
             f"training diverged at epoch {epoch}: mean loss {loss:.4g} is over "
             f"{DIVERGENCE_FACTOR:g} times the best epoch's {best:.4g} and training accuracy "
@@ -190,15 +206,21 @@ def fit(
     resume: LoopState | None = None,
     should_stop: Callable[[], bool] | None = None,
     distributed: Distributed | None = None,
+    task: Task | None = None,
 ) -> History:
     """Train ``model`` for ``epochs`` epochs, sharpening it with ``sharpener``.
 
-    Each epoch logs (and returns in the :class:`History`): training loss and accuracy,
-    validation accuracy at the current sharpness and of the fully sharpened network,
+    ``task`` (default :class:`~whetstone.tasks.Classification`) says what the model learns:
+    its :meth:`~whetstone.tasks.Task.target` of each batch, its loss and its score.
+    Each epoch logs (and returns in the :class:`History`): training loss and score (the
+    ``*_accuracy`` fields hold the task's score, named by the record's ``metric``: accuracy
+    for classification), the validation score at the current sharpness and of the fully
+    sharpened network,
     per-layer sharpness, and the epoch's training time. With ``run_dir`` the records are
     appended to ``run_dir/metrics.jsonl``. ``start_epoch`` resumes a run (the sharpener's
-    state must have been restored with ``load_state_dict``). ``loss_fn`` defaults to
-    cross-entropy on the model's class logits. A NaN or infinite loss raises
+    state must have been restored with ``load_state_dict``). ``loss_fn`` (any function of the
+    output and target batches) defaults to the task's loss (cross-entropy on the class
+    logits). A NaN or infinite loss raises
     :class:`TrainingError`. ``scheduler`` (a learning-rate scheduler) steps once per epoch.
     ``val_every`` validates every this many epochs (and always after the last one).
     ``channels_last`` stores model and image batches NHWC (faster convolutions on CPU).
@@ -235,7 +257,8 @@ def fit(
         raise ValueError(f"clip_grad_norm must be positive, got {clip_grad_norm}")
     autocast = training_autocast(precision, device)  # checks precision before any work
     params = [p for p in model.parameters() if p.requires_grad]
-    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    task = task or Classification()
+    loss_fn = loss_fn or task.loss
     model.to(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     if channels_last:
@@ -264,7 +287,7 @@ def fit(
         model.train()
         # running sums stay on the device: no host copy (and no GPU stall) per batch
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
+        correct = torch.zeros((), dtype=torch.float64, device=device)  # the task's score sum
         seen, skip, spent = 0, 0, 0.0
         trained_here = False
         loader_state = state_of() if state_of is not None else None
@@ -283,9 +306,10 @@ def fit(
                 x = x.contiguous(memory_format=fmt)
             optimizer.zero_grad(set_to_none=True)
             trained_here = True
+            target = task.target(x, y)
             with autocast:
                 logits = model(x)
-                loss = loss_fn(logits, y)
+                loss = loss_fn(logits, target)
                 if teacher is not None:
                     with torch.no_grad():
                         teacher_logits = teacher(x)
@@ -299,7 +323,7 @@ def fit(
                 sharpener.on_batch_end(model)
             n = y.shape[0]
             loss_sum += loss.detach().double() * n
-            correct += (logits.detach().argmax(dim=1) == y).sum()
+            correct += task.score(logits.detach(), target)
             seen += n
             if i % 25 == 0:
                 batch_loss = float(loss.detach())
@@ -310,13 +334,13 @@ def fit(
                     )
                 if progress:
                     bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}",
-                                    acc=f"{int(correct) / seen:.4f}",
+                                    **{task.metric: f"{float(correct) / seen:.4f}"},
                                     s=_format_sharpness(get_layer_sharpness(model)))
             if should_stop is not None and (
                     should_stop() if distributed is None
                     else (i + 1) % STOP_AGREEMENT_EVERY == 0 and distributed.any(should_stop())):
                 bar.close()
-                state = LoopState(epoch, i + 1, float(loss_sum), int(correct), seen,
+                state = LoopState(epoch, i + 1, float(loss_sum), float(correct), seen,
                                   spent + time.perf_counter() - t0, loader_state,
                                   History(history))
                 if checkpoint is not None:
@@ -326,16 +350,16 @@ def fit(
         bar.close()
         if distributed is not None:  # every rank records (and sharpens on) the global figures
             totals = distributed.all_reduce_sum(torch.stack(
-                [loss_sum, correct.double(), torch.tensor(float(seen), dtype=torch.float64,
-                                                          device=loss_sum.device)]))
-            loss_sum, correct, seen = totals[0], totals[1].long(), int(totals[2].item())
+                [loss_sum, correct, torch.tensor(float(seen), dtype=torch.float64,
+                                                 device=loss_sum.device)]))
+            loss_sum, correct, seen = totals[0], totals[1], int(totals[2].item())
         if seen == 0:
             raise ValueError("fit: the training loader yielded no samples")
         train_loss = float(loss_sum) / seen
         if not math.isfinite(train_loss):
             raise TrainingError(f"mean training loss is {train_loss} at epoch {epoch}")
-        classes = logits.shape[-1] if trained_here else 0  # 0: no batch ran in this process
-        check_divergence(history, train_loss, int(correct) / seen, classes, epoch)
+        chance = task.chance(logits) if trained_here else None  # None: no batch ran here
+        check_divergence(history, train_loss, float(correct) / seen, chance, epoch)
         if sharpener is not None:
             sharpener.on_epoch_end(model, epoch, train_loss)
         if scheduler is not None:
@@ -347,18 +371,20 @@ def fit(
         t1 = time.perf_counter()
         val_acc = val_bin = None
         if val_loader is not None and ((epoch + 1) % val_every == 0 or epoch + 1 == epochs):
-            val_acc = evaluate(model, val_loader, device)
+            val_acc = evaluate(model, val_loader, device, task)
             sharp = is_fully_sharp(model)
-            val_bin = val_acc if sharp else evaluate_binary(model, val_loader, device)
+            val_bin = val_acc if sharp else evaluate_binary(model, val_loader, device, task)
         record = EpochRecord(
             epoch=epoch,
             train_loss=train_loss,
-            train_accuracy=int(correct) / seen,
+            train_accuracy=float(correct) / seen,
             val_accuracy=val_acc,
             val_accuracy_binary=val_bin,
             sharpness=get_layer_sharpness(model),
             epoch_time=epoch_time,
             eval_time=time.perf_counter() - t1,
+            metric=task.metric,
+            val_metric=task.meter().primary,
         )
         history.append(record)
         if log is not None:
@@ -368,7 +394,8 @@ def fit(
         if progress:
             val = "" if val_acc is None else f" val {val_acc:.4f} binary {val_bin:.4f}"
             tqdm.write(
-                f"epoch {epoch + 1}/{epochs} loss {train_loss:.4f} acc {record.train_accuracy:.4f}"
+                f"epoch {epoch + 1}/{epochs} loss {train_loss:.4f} {task.metric} "
+                f"{record.train_accuracy:.4f}"
                 f"{val} sharpness {_format_sharpness(record.sharpness)} ({epoch_time:.1f}s)"
             )
         if checkpoint is not None:
