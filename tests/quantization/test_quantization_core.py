@@ -137,11 +137,15 @@ def test_or_pool_threshold_becomes_one() -> None:
 
 
 def test_layer_without_threshold_is_dequantized() -> None:
+    """A hidden Conv2d before an average pool (not the readout) keeps ``(s W_q, b)``."""
     rng = np.random.default_rng(0)
-    net = SpikingNetwork([Affine(rng.normal(size=(3, 4)), np.ones(3))])
+    conv = Conv2d(rng.normal(size=(2, 1, 3, 3)), np.ones(2), padding=1)
+    net = SpikingNetwork([conv, SumPool2d(2, 2, scale=0.25), Threshold(0.5)])
+    assert net.readout == "spikes"
     q = quantize(net, 4)
-    w_q, s = quantize_weights(net.layers[0].weight, 4)
+    w_q, s = quantize_weights(conv.weight, 4)
     np.testing.assert_allclose(q.layers[0].weight, s * w_q)
+    np.testing.assert_array_equal(q.layers[0].bias, conv.bias)
     assert q.metadata["quantization"]["layers"][0]["mode"].startswith("dequantized")
 
 

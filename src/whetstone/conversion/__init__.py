@@ -3,7 +3,8 @@
 :func:`to_spiking` walks an ``nn.Sequential``, folds BatchNorm into the layer before it,
 turns every sharpenable activation into ``Threshold`` neurons (``z = 1[x >= theta]``) and
 max-pooling of spikes into OR-pooling; the result runs with :mod:`whetstone.runtime`
-(numpy only) and predicts the same classes as the sharpened model.
+(numpy only) and computes what the sharpened model computes: the same classes through a
+decode, the same real values through an affine / 1x1-convolution readout, the same spikes.
 """
 
 from .convert import ConversionError, conv_padding, to_spiking

@@ -14,11 +14,24 @@ sharpenable activation        ``Threshold(theta)``: 0.5 for SpikingBReLU, 0 for
 ``MaxPool2d`` over spikes     ``SumPool2d(scale=1)`` + ``Threshold(0.5)``: logical OR
 ``AvgPool2d``                 ``SumPool2d(scale=1 / divisor)`` (exact, real-valued output)
 ``Flatten``                   ``Flatten``
+``Unflatten(1, sizes)``       ``Unflatten(sizes)`` (a reshape of the batch-free shape)
+``Upsample`` (nearest)        ``Upsample2d((sh, sw))``: integer ``scale_factor`` only,
+                              ``mode="nearest"`` or ``"nearest-exact"`` (the same map for
+                              integer factors: ``floor((i + 1/2) / s) = floor(i / s)``);
+                              also ``UpsamplingNearest2d``. Exact: it copies values
 ``Dropout``, ``Identity``     nothing (identity in eval)
 ``SoftmaxDecode``             ``Decode(key)``
 ============================  ==========================================================
 
 Anything else raises ``ValueError`` naming the module's index and type.
+
+Readout. The last value-producing primitive is the network's readout
+(:attr:`~whetstone.runtime.SpikingNetwork.readout`, recorded as ``metadata["readout"]``):
+``"decode"`` for a ``SoftmaxDecode``, ``"affine"`` / ``"conv2d"`` for a final ``Linear`` /
+``Conv2d`` (with its BatchNorm folded) whose real-valued output is the result (a
+reconstruction, Q-values, per-pixel class scores from a 1x1 convolution), ``"spikes"`` when
+the model ends with a sharpenable activation (binary output). Converted in float64, a
+real-valued readout equals the torch model's output at sharpness 1 up to float64 rounding.
 """
 
 from __future__ import annotations
@@ -33,7 +46,17 @@ from torch import nn
 from .. import __version__
 from ..nn.activations import Sharpenable
 from ..nn.decode import SoftmaxDecode
-from ..runtime import Affine, Conv2d, Decode, Flatten, SpikingNetwork, SumPool2d, Threshold
+from ..runtime import (
+    Affine,
+    Conv2d,
+    Decode,
+    Flatten,
+    SpikingNetwork,
+    SumPool2d,
+    Threshold,
+    Unflatten,
+    Upsample2d,
+)
 from ..runtime.primitives import Primitive
 from ..sharpening.allocation import sharpenable_layers
 from .fold import fold_batchnorm
@@ -108,12 +131,15 @@ def to_spiking(model: nn.Module, force: bool = False) -> SpikingNetwork:
 
     Returns:
         The network; ``metadata`` records the source, the threshold convention ``">="``,
-        the per-layer sharpness and, for every primitive, the module index it came from.
+        the per-layer sharpness, for every primitive the module index it came from, and the
+        ``readout`` (``"decode"``, ``"affine"``, ``"conv2d"``, ``"spikes"``, ...; see the
+        module doc).
 
     Raises:
         ValueError: not fully sharp (without ``force``); an unsupported module (its index and
             type are named); a BatchNorm not directly after a Linear/Conv2d, in training mode
-            or without running statistics; a MaxPool2d over real values.
+            or without running statistics; a MaxPool2d over real values; an Upsample that is
+            not nearest or has no integer scale_factor.
     """
     if not isinstance(model, nn.Sequential):
         raise ConversionError(f"to_spiking converts nn.Sequential models, got "
@@ -192,6 +218,19 @@ def to_spiking(model: nn.Module, force: bool = False) -> SpikingNetwork:
                 raise ConversionError(f"{where}: only Flatten(start_dim=1, end_dim=-1) is "
                                       f"supported, got ({m.start_dim}, {m.end_dim})")
             emit(Flatten(), name)
+        elif isinstance(m, nn.Unflatten):
+            if m.dim != 1 or isinstance(m.unflattened_size, (list, tuple)) and any(
+                    isinstance(v, tuple) for v in m.unflattened_size):
+                raise ConversionError(f"{where}: only Unflatten(dim=1, sizes) with integer "
+                                      f"sizes is supported, got dim={m.dim}, "
+                                      f"sizes={m.unflattened_size}")
+            try:
+                emit(Unflatten(tuple(m.unflattened_size)), name)
+            except ValueError as exc:
+                raise ConversionError(f"{where}: {exc} (an inferred -1 size is not "
+                                      "supported)") from exc
+        elif isinstance(m, nn.Upsample):
+            emit(Upsample2d(_upsample_scale(m, where)), name)
         elif isinstance(m, _DROPPED):
             continue
         elif isinstance(m, SoftmaxDecode):
@@ -208,7 +247,27 @@ def to_spiking(model: nn.Module, force: bool = False) -> SpikingNetwork:
         "forced": bool(force and any(s < 1.0 for s in sharpness)),
         "origin": origin,
     }
-    return SpikingNetwork(layers, metadata)
+    net = SpikingNetwork(layers, metadata)
+    net.metadata["readout"] = net.readout
+    return net
+
+
+def _upsample_scale(m: nn.Upsample, where: str) -> tuple[int, int]:
+    """The integer ``(sh, sw)`` of a nearest ``nn.Upsample``; ``ConversionError`` otherwise."""
+    if m.mode not in ("nearest", "nearest-exact"):
+        raise ConversionError(f"{where}: mode {m.mode!r} is not supported; only nearest "
+                              "upsampling (mode='nearest') converts exactly (it copies spikes)")
+    if m.scale_factor is None:
+        raise ConversionError(f"{where}: size={m.size!r} without scale_factor is not "
+                              "supported (the scale depends on the input size); give an "
+                              "integer scale_factor")
+    factor = m.scale_factor
+    pair = (factor, factor) if isinstance(factor, (int, float)) else tuple(factor)
+    if len(pair) != 2 or any(float(v) != int(v) or int(v) < 1 for v in pair):
+        raise ConversionError(f"{where}: scale_factor {factor!r} is not supported; nearest "
+                              "upsampling converts for integer factors >= 1 over (N, C, H, W) "
+                              "only (one or two of them)")
+    return int(pair[0]), int(pair[1])
 
 
 def _check_pool(m: nn.MaxPool2d | nn.AvgPool2d, where: str) -> None:

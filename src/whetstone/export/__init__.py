@@ -5,13 +5,17 @@
   :func:`from_nir` reads it back. Whetstone's ``z = 1[x >= theta]`` is exported as NIR's
   ``z = 1[v > theta']`` with ``theta' = nextafter(float32(theta), -inf)``, so ties still
   fire. Needs the ``nir`` extra (``pip install 'whetstone[nir]'``).
+- :class:`NIRExportError` (a ``ValueError``): :func:`to_nir` refuses a network with a layer
+  NIR 1.0 cannot express (``Upsample2d``: nearest upsampling; an ``Unflatten`` that is not
+  the network's last primitive), naming the layer. Readouts (a decode, a real-valued
+  ``Affine`` / ``Conv2d``, spikes) export as ordinary nodes marked with their kind.
 - :class:`NIRFileError` (a ``ValueError``): every failure of :func:`from_nir` (missing,
   corrupted or foreign file, unsupported graph, or a read past its time limit: the HDF5 file
   is read in a child process that is killed when it takes too long); the message names the
   file.
 """
 
-from .errors import NIRFileError
+from .errors import NIRExportError, NIRFileError
 from .nir_graph import (
     NEURON_FORMS,
     THRESHOLD_CONVENTION,
@@ -25,6 +29,7 @@ from .nir_graph import (
 
 __all__ = [
     "NEURON_FORMS",
+    "NIRExportError",
     "NIRFileError",
     "THRESHOLD_CONVENTION",
     "exported_threshold",

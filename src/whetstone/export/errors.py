@@ -8,3 +8,9 @@ class NIRFileError(ValueError):
     or unreadable, not HDF5, corrupted, not a NIR graph, a graph whetstone cannot represent,
     or its read did not finish within the time limit. The message names the file and the
     problem."""
+
+
+class NIRExportError(ValueError):
+    """A network cannot be written as a NIR graph because NIR 1.0 has no node for one of its
+    primitives (nearest-neighbour upsampling, a reshape before further layers); the message
+    names the layer and the missing node."""

@@ -22,7 +22,23 @@ runtime primitive         NIR node(s)
 ``Threshold(theta)``      one neuron node, by ``neuron`` (below)
 ``Decode(K)``             ``Affine(weight=4K - 2, bias=-(2K - 1).sum(1))``, marked in the
                           node's metadata; ``K`` is also in the graph metadata
+``Unflatten(sizes)``      last primitive(s) only: no node (NIR 1.0 has no reshape); the
+                          graph ends with the flat output, the same values in C order,
+                          and ``whetstone_unflatten`` in the graph metadata restores it
+``Upsample2d``            refused (:class:`NIRExportError`): NIR 1.0 has no node for
+                          nearest-neighbour upsampling
 ========================  ================================================================
+
+Readouts. The network's readout (:attr:`~whetstone.runtime.SpikingNetwork.readout`) is an
+ordinary node: a real-valued ``Affine`` or 1x1 ``Conv2d`` readout is NIR's ``Affine`` /
+``Conv2d`` feeding the ``Output`` (its real values are the graph's output), the decode is
+the marked ``Affine`` above, a spiking output ends with its neuron node. The readout node
+carries ``whetstone_readout`` (its kind) in its metadata and the graph metadata has
+``readout``; :func:`from_graph` checks the network it rebuilds has that readout. Which
+networks export: every chain of ``Affine``, ``Conv2d`` (symmetric padding), pooling,
+``Flatten``, ``Threshold`` and ``Decode``, with a trailing ``Unflatten`` (dense networks,
+autoencoders, policies, classifying CNNs); not networks with ``Upsample2d`` (e.g. the
+encoder-decoder segmentation networks) nor an ``Unflatten`` before further layers.
 
 Neuron forms (all evaluated for **one** time step from ``v = 0``):
 
@@ -53,8 +69,10 @@ the importers compute in float32), else in float64.
 
 Graph metadata (``graph.metadata``, stored in the file): ``format`` (``"whetstone-nir"``),
 ``format_version``, ``time_steps`` (1), ``neuron``, ``threshold_convention`` (the rule
-above, in words), ``class_key`` (the ``(C, W)`` key, when the network ends with a decode),
-``input_shape`` and ``whetstone_metadata`` (the network's own metadata as JSON).
+above, in words), ``readout`` (the network's readout kind), ``class_key`` (the ``(C, W)``
+key, when the network ends with a decode), ``whetstone_unflatten`` (JSON list of the
+trailing ``Unflatten`` sizes, when there are any), ``input_shape`` and
+``whetstone_metadata`` (the network's own metadata as JSON).
 
 Importers that map ``Flatten`` literally to ``torch.nn.Flatten(start_dim=0)`` flatten a
 batch dimension too: run such imported modules on single, batch-free samples.
@@ -86,8 +104,10 @@ from ..runtime import (
     SpikingNetwork,
     SumPool2d,
     Threshold,
+    Unflatten,
+    Upsample2d,
 )
-from .errors import NIRFileError
+from .errors import NIRExportError, NIRFileError
 
 NeuronForm = Literal["if", "threshold", "lif"]
 NEURON_FORMS: tuple[str, ...] = ("if", "threshold", "lif")
@@ -145,6 +165,15 @@ def _out_shape(layer: Primitive, shape: tuple[int, ...]) -> tuple[int, ...]:
                 _conv_out(shape[2], left + r, 1, layer.kernel[1], layer.stride[1]))
     if isinstance(layer, Flatten):
         return (int(np.prod(shape)),)
+    if isinstance(layer, Unflatten):
+        if not shape or shape[0] != int(np.prod(layer.sizes)):
+            raise ValueError(f"Unflatten{layer.sizes} expects input ({int(np.prod(layer.sizes))}"
+                             f", ...), got {shape}")
+        return (*layer.sizes, *shape[1:])
+    if isinstance(layer, Upsample2d):
+        if len(shape) != 3:
+            raise ValueError(f"Upsample2d expects input (C, H, W), got {shape}")
+        return (shape[0], shape[1] * layer.scale[0], shape[2] * layer.scale[1])
     return shape  # Threshold
 
 
@@ -266,11 +295,28 @@ def to_graph(net: SpikingNetwork, neuron: NeuronForm = "if",
         The graph, nodes ``"input"``, ``"{i}_{kind}"`` per primitive, ``"output"``.
 
     Raises:
+        NIRExportError: a primitive NIR 1.0 cannot express: an ``Upsample2d``, or an
+            ``Unflatten`` that is not among the network's last primitives (named in the
+            message).
         ValueError: unknown ``neuron``, asymmetric padding, shapes that do not chain.
     """
     nir = _require_nir()
     if neuron not in NEURON_FORMS:
         raise ValueError(f"neuron must be one of {NEURON_FORMS}, got {neuron!r}")
+    trailing = len(net.layers)
+    while trailing > 0 and isinstance(net.layers[trailing - 1], Unflatten):
+        trailing -= 1
+    for i, layer in enumerate(net.layers):
+        if isinstance(layer, Upsample2d):
+            raise NIRExportError(
+                f"layer {i} (Upsample2d, scale {layer.scale}): NIR 1.0 has no node for "
+                "nearest-neighbour upsampling, so this network cannot be exported to NIR")
+        if isinstance(layer, Unflatten) and i < trailing:
+            raise NIRExportError(
+                f"layer {i} (Unflatten{layer.sizes}): NIR 1.0 has no reshape node; an "
+                "Unflatten exports only as the network's last primitive (dropped from the "
+                "graph, restored from its metadata), not before further layers")
+    readout = net.readout_index
     shape = tuple(int(s) for s in input_shape) if input_shape is not None \
         else _infer_input_shape(net)
     first = shape
@@ -282,6 +328,7 @@ def to_graph(net: SpikingNetwork, neuron: NeuronForm = "if",
         nodes[name] = node
         order.append(name)
 
+    unflatten: list[list[int]] = []
     for i, layer in enumerate(net.layers):
         where = f"layer {i} ({layer.kind})"
         try:
@@ -289,12 +336,17 @@ def to_graph(net: SpikingNetwork, neuron: NeuronForm = "if",
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from exc
         name = f"{i}_{layer.kind.lower()}"
+        mark = {"whetstone_readout": net.readout} if i == readout else {}
+        if isinstance(layer, Unflatten):  # trailing (checked above): no node, same values
+            unflatten.append(list(layer.sizes))
+            continue
         if isinstance(layer, Affine):
-            add(name, nir.Affine(weight=_compact(layer.weight), bias=_compact(layer.bias)))
+            add(name, nir.Affine(weight=_compact(layer.weight), bias=_compact(layer.bias),
+                                 metadata=mark))
         elif isinstance(layer, Decode):
             key = np.array(layer.key, copy=True)
             add(name, nir.Affine(weight=_compact(layer.weight), bias=_compact(layer.bias),
-                                 metadata={"whetstone_primitive": _DECODE_MARK}))
+                                 metadata={"whetstone_primitive": _DECODE_MARK, **mark}))
         elif isinstance(layer, Conv2d):
             add(name, nir.Conv2d(
                 input_shape=(shape[1], shape[2]), weight=_compact(_ungroup(layer)),
@@ -302,23 +354,29 @@ def to_graph(net: SpikingNetwork, neuron: NeuronForm = "if",
                 padding=_symmetric(layer.padding, where),
                 dilation=np.array(layer.dilation, dtype=np.int64),
                 groups=1, bias=_compact(layer.bias),
-                metadata={"whetstone_groups": int(layer.groups)} if layer.groups > 1 else {}))
+                metadata={**({"whetstone_groups": int(layer.groups)} if layer.groups > 1
+                             else {}), **mark}))
         elif isinstance(layer, SumPool2d):
             kernel = np.array(layer.kernel, dtype=np.int64)
             stride = np.array(layer.stride, dtype=np.int64)
             padding = _symmetric(layer.padding, where)
             if layer.scale == 1.0 / (layer.kernel[0] * layer.kernel[1]) and layer.scale != 1.0:
-                add(name, nir.AvgPool2d(kernel_size=kernel, stride=stride, padding=padding))
+                add(name, nir.AvgPool2d(kernel_size=kernel, stride=stride, padding=padding,
+                                        metadata=mark))
+            elif layer.scale == 1.0:
+                add(name, nir.SumPool2d(kernel_size=kernel, stride=stride, padding=padding,
+                                        metadata=mark))
             else:
                 add(name, nir.SumPool2d(kernel_size=kernel, stride=stride, padding=padding))
-                if layer.scale != 1.0:
-                    add(f"{name}_scale", nir.Scale(
-                        scale=np.full(out, layer.scale, dtype=np.float64)))
+                add(f"{name}_scale", nir.Scale(
+                    scale=np.full(out, layer.scale, dtype=np.float64), metadata=mark))
         elif isinstance(layer, Flatten):
             add(name, nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0,
                                   end_dim=-1))
         elif isinstance(layer, Threshold):
-            add(f"{i}_{neuron}", _neuron_node(nir, layer.theta, shape, neuron))
+            node = _neuron_node(nir, layer.theta, shape, neuron)
+            node.metadata.update(mark)
+            add(f"{i}_{neuron}", node)
         else:  # pragma: no cover - SpikingNetwork admits only known primitives
             raise TypeError(f"{where}: unknown primitive")
         shape = out
@@ -330,10 +388,13 @@ def to_graph(net: SpikingNetwork, neuron: NeuronForm = "if",
         "neuron": neuron,
         "threshold_convention": THRESHOLD_CONVENTION,
         "input_shape": np.array(first, dtype=np.int64),
+        "readout": net.readout,
         "whetstone_metadata": json.dumps(net.metadata, sort_keys=True),
     }
     if key is not None:
         metadata["class_key"] = key
+    if unflatten:
+        metadata["whetstone_unflatten"] = json.dumps(unflatten)
     edges = list(zip(order[:-1], order[1:], strict=True))
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
 
@@ -478,12 +539,21 @@ def from_graph(graph: Any) -> SpikingNetwork:
                 raise ValueError("node type not supported")
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{where}: {exc}") from exc
+    if ours and "whetstone_unflatten" in gmeta:
+        sizes = json.loads(str(gmeta["whetstone_unflatten"]))
+        if not isinstance(sizes, list) or not all(isinstance(s, list) for s in sizes):
+            raise ValueError("graph metadata whetstone_unflatten must be a list of size lists")
+        layers += [Unflatten(tuple(s)) for s in sizes]
     metadata: dict[str, Any] = {}
     if ours and "whetstone_metadata" in gmeta:
         metadata = json.loads(str(gmeta["whetstone_metadata"]))
     else:
         metadata = {"source": "whetstone.export.from_nir", "threshold_convention": ">="}
-    return SpikingNetwork(layers, metadata)
+    net = SpikingNetwork(layers, metadata)
+    if ours and "readout" in gmeta and str(gmeta["readout"]) != net.readout:
+        raise ValueError(f"the graph records readout {str(gmeta['readout'])!r} but its nodes "
+                         f"end with a {net.readout!r} readout")
+    return net
 
 
 # ----------------------------------------------------------------------------- bounded read

@@ -27,12 +27,15 @@ def network_stats(net: SpikingNetwork, x: np.ndarray, y: np.ndarray | None = Non
       ``r[m] = (1 / N) sum_n z[n, m]`` (0: all neurons equally active).
 
     For every ``Affine`` / ``Conv2d`` / ``Decode``: ``ac``, ``mac``, ``synops``,
-    ``dense_mac`` as in :func:`~whetstone.metrics.synaptic_ops`.
+    ``dense_mac`` as in :func:`~whetstone.metrics.synaptic_ops`. The readout (the decode or
+    a real-valued affine / 1x1-convolution readout) is counted like any synaptic layer and
+    flagged ``"readout": True``; being real-valued it has no density or Gini.
 
     Returns::
 
         {"samples": N, "accuracy": float | None,
-         "layers": [{"index", "kind", "origin", "output_shape", "neurons",
+         "readout": {"kind": net.readout, "index": net.readout_index},
+         "layers": [{"index", "kind", "origin", "output_shape", "readout": bool, "neurons",
                      "density", "density_std", "gini",            # Threshold only
                      "input", "input_density", "ac", "mac", "synops",
                      "dense_mac"}, ...],                           # synaptic layers only
@@ -44,8 +47,10 @@ def network_stats(net: SpikingNetwork, x: np.ndarray, y: np.ndarray | None = Non
          "energy": {preset: estimate_energy(...)},    # estimates, labelled
          "note": ...}
 
-    Keys that do not apply to a primitive are ``None``. ``y`` ``(N,)`` (optional) adds the
-    accuracy of the argmax of the last output.
+    Keys that do not apply to a primitive are ``None``. ``y`` (optional) adds the accuracy
+    of the argmax of the last output over axis 1: ``y`` ``(N,)`` class indices for outputs
+    ``(N, C)``, or ``(N, H, W)`` per-pixel classes for outputs ``(N, C, H, W)`` (then the
+    accuracy is the pixel accuracy, the mean over all ``N H W`` pixels).
     """
     tr = trace(net, x, batch_size)
     ops = _synops_from(net, tr)
@@ -59,6 +64,7 @@ def network_stats(net: SpikingNetwork, x: np.ndarray, y: np.ndarray | None = Non
             "index": i, "kind": layer.kind,
             "origin": origin[i] if isinstance(origin, list) and i < len(origin) else None,
             "output_shape": list(acc.output_shape),
+            "readout": i == net.readout_index,
             "neurons": None, "density": None, "density_std": None, "gini": None,
             "input": None, "input_density": None, "ac": None, "mac": None, "synops": None,
             "dense_mac": None,
@@ -89,14 +95,16 @@ def network_stats(net: SpikingNetwork, x: np.ndarray, y: np.ndarray | None = Non
     accuracy = None
     if y is not None:
         y = np.asarray(y)
-        if y.shape != (tr.samples,):
-            raise ValueError(f"y must have shape ({tr.samples},), got {y.shape}")
-        pred = tr.outputs.reshape(tr.samples, -1).argmax(axis=1)
+        out = tr.outputs if tr.outputs.ndim >= 2 else tr.outputs.reshape(tr.samples, -1)
+        pred = out.argmax(axis=1)
+        if y.shape != pred.shape:
+            raise ValueError(f"y must have shape {pred.shape} (the argmax over axis 1 of the "
+                             f"outputs {out.shape}), got {y.shape}")
         accuracy = float((pred == y).mean())
     energy = {p: estimate_energy(total["ac"], total["mac"], total["neuron_updates"],
                                  total["dense_mac"], p) for p in presets}
-    return {"samples": tr.samples, "accuracy": accuracy, "layers": layers, "total": total,
-            "energy": energy, "note": ESTIMATE_NOTE}
+    return {"samples": tr.samples, "accuracy": accuracy, "readout": ops["readout"],
+            "layers": layers, "total": total, "energy": energy, "note": ESTIMATE_NOTE}
 
 
 def _pyplot():  # noqa: ANN202

@@ -32,8 +32,18 @@ dense ANN, every weight used once per output whatever the input:
 ``Conv2d`` (the usual count, which includes the taps over zero padding).
 
 Pooling (``SumPool2d``) is routing / OR and is not counted as synaptic work, as in
-NeuroBench, which counts weighted layers only. Neuron updates (for energy models that
-charge them) are the neurons of every ``Threshold``, once per sample (one time step).
+NeuroBench, which counts weighted layers only; nor are the shape-only ``Flatten``,
+``Unflatten`` and ``Upsample2d`` (nearest upsampling copies each spike to ``sh sw`` places:
+the layer after it pays for the copies it reads, through its own nonzero inputs).
+
+Readout. The network's readout (:attr:`~whetstone.runtime.SpikingNetwork.readout`) is
+counted like any synaptic layer: a ``Decode``, or a final real-valued ``Affine`` / 1x1
+``Conv2d`` over the last spikes, costs one AC per input spike per synapse leaving it (its
+output neurons are not ``Threshold`` neurons, so they add no neuron updates). Its entry is
+marked ``"readout": True`` and the result names it (``"readout": {"kind", "index"}``).
+
+Neuron updates (for energy models that charge them) are the neurons of every ``Threshold``,
+once per sample (one time step).
 """
 
 from __future__ import annotations
@@ -43,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from ..runtime import Affine, Conv2d, Decode, Flatten, SpikingNetwork, Threshold, run
+from ..runtime import SHAPE_ONLY, Affine, Conv2d, Decode, SpikingNetwork, Threshold, run
 from ..runtime.primitives import Primitive
 
 SYNAPTIC = (Affine, Conv2d, Decode)
@@ -155,7 +165,7 @@ def trace(net: SpikingNetwork, x: np.ndarray, batch_size: int = 256) -> Trace:
                     else acc.neuron_spikes + counts
                 acc.sample_density.append(flat.mean(axis=1))
                 binary = True
-            elif not isinstance(layer, Flatten):
+            elif not isinstance(layer, SHAPE_ONLY):
                 binary = False
             acc.output_shape = tuple(out.shape[1:])
             h = out
@@ -165,6 +175,7 @@ def trace(net: SpikingNetwork, x: np.ndarray, batch_size: int = 256) -> Trace:
 
 def _synops_from(net: SpikingNetwork, tr: Trace) -> dict[str, Any]:
     layers = []
+    readout = net.readout_index
     total = {"ac": 0.0, "mac": 0.0, "synops": 0.0, "dense_mac": 0}
     neuron_updates = 0
     for i, (layer, acc) in enumerate(zip(net.layers, tr.layers, strict=True)):
@@ -185,12 +196,14 @@ def _synops_from(net: SpikingNetwork, tr: Trace) -> dict[str, Any]:
             "mac": 0.0 if acc.binary_input else ops,
             "synops": ops,
             "dense_mac": dense,
+            "readout": i == readout,
         }
         layers.append(entry)
         for key in ("ac", "mac", "synops", "dense_mac"):
             total[key] += entry[key]
     return {"samples": tr.samples, "layers": layers, "total": total,
-            "neuron_updates": neuron_updates}
+            "neuron_updates": neuron_updates,
+            "readout": {"kind": net.readout, "index": readout}}
 
 
 def synaptic_ops(net: SpikingNetwork, x: np.ndarray, batch_size: int = 256) -> dict[str, Any]:
@@ -201,9 +214,10 @@ def synaptic_ops(net: SpikingNetwork, x: np.ndarray, batch_size: int = 256) -> d
         {"samples": N,
          "layers": [{"index", "kind", "input": "binary" | "real", "input_shape",
                      "output_shape", "input_density", "ac", "mac", "synops",
-                     "dense_mac"}, ...],          # one per Affine / Conv2d / Decode
+                     "dense_mac", "readout": bool}, ...],  # one per Affine / Conv2d / Decode
          "total": {"ac", "mac", "synops", "dense_mac"},
-         "neuron_updates": int}                   # Threshold neurons per sample
+         "neuron_updates": int,                   # Threshold neurons per sample
+         "readout": {"kind": net.readout, "index": net.readout_index}}
 
     ``ac``, ``mac`` and ``synops = ac + mac`` are averages over the ``N`` samples (floats);
     ``dense_mac`` is the per-sample dense-ANN count (int).

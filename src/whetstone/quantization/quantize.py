@@ -33,9 +33,26 @@ Other primitives:
   the input as spikes) is kept as is.
 - ``Decode`` is kept as is (its weights ``4K - 2`` and bias are already integers);
   ``Flatten`` too.
+- ``Upsample2d`` and ``Unflatten`` copy values (integers stay integers): kept as is.
 - A weighted layer **not** directly followed by a ``Threshold`` (e.g. before an average
   pool) cannot fold its bias into a threshold: it is replaced by its dequantized form
   ``(s W_q, b)`` (real weights on the ``2^bits - 1`` level grid) and reported as such.
+
+Readouts. A real-valued readout (the network ends with an ``Affine`` or ``Conv2d`` whose
+output is the result: a reconstruction, Q-values, per-pixel scores; see
+:attr:`~whetstone.runtime.SpikingNetwork.readout`) has no threshold to absorb its scale and
+bias, so its output is **scaled back**: ``readout="quantize"`` (the default) quantizes its
+weights like any layer, ``W_q = round(W / s)``, and stores the dequantized form
+``(s W_q, b)``, which computes
+
+  ``y = s (W_q z) + b``
+
+i.e. an integer accumulation ``W_q z`` over the spikes ``z`` followed by one multiply by
+``s`` and one bias add per output; in float64 it equals :func:`fake_quantize`'s readout.
+The report gives its ``scale`` so integer hardware can accumulate ``W_q z`` and rescale.
+``readout="keep"`` leaves the readout's weights unquantized (only the hidden layers are
+quantized; common practice for the last layer, whose output is the result itself). The
+``Decode`` readout is integer already and never changes.
 
 The quantized network has the same primitives in the same order (``metadata["origin"]``
 stays valid); ``metadata["quantization"]`` records the bits, each layer's scale and mode.
@@ -45,7 +62,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -57,12 +74,18 @@ from ..runtime import (
     SpikingNetwork,
     SumPool2d,
     Threshold,
-    predict,
+    Unflatten,
+    Upsample2d,
+    run,
 )
 from ..runtime.primitives import Primitive
 
 MIN_BITS = 2
 MAX_BITS = 32
+READOUT_MODES: tuple[str, ...] = ("quantize", "keep")
+"""How :func:`quantize` treats a real-valued readout (see the module doc)."""
+
+ReadoutMode = Literal["quantize", "keep"]
 
 
 def levels(bits: int) -> int:
@@ -110,20 +133,26 @@ def _with_weights(layer: Affine | Conv2d, weight: np.ndarray, bias: np.ndarray
                   dilation=layer.dilation, groups=layer.groups)
 
 
-def quantize(net: SpikingNetwork, bits: int, integer_inputs: bool = False) -> SpikingNetwork:
+def quantize(net: SpikingNetwork, bits: int, integer_inputs: bool = False,
+             readout: ReadoutMode = "quantize") -> SpikingNetwork:
     """Quantize ``net``'s weights to ``bits`` bits with integer weights and thresholds.
 
     See the module doc for the scheme. ``integer_inputs``: declare the network's own input
     integer-valued (bool spikes, raw pixel counts) so the first layer is exact too; by
-    default it is real-valued and its thresholds are rounded.
+    default it is real-valued and its thresholds are rounded. ``readout``: for a network
+    ending with a real-valued ``Affine`` / ``Conv2d`` readout, ``"quantize"`` its weights
+    (output scaled back: ``y = s (W_q z) + b``) or ``"keep"`` them as they are.
 
     Returns:
         A new :class:`SpikingNetwork`, same primitives in the same order.
 
     Raises:
-        ValueError: ``bits`` outside ``[2, 32]``.
+        ValueError: ``bits`` outside ``[2, 32]``; an unknown ``readout``.
     """
     _check_bits(bits)
+    if readout not in READOUT_MODES:
+        raise ValueError(f"readout must be one of {READOUT_MODES}, got {readout!r}")
+    readout_index = net.readout_index if net.readout in ("affine", "conv2d") else None
     layers: list[Primitive] = list(net.layers)
     report: list[dict[str, Any]] = []
     integer = bool(integer_inputs)
@@ -131,10 +160,24 @@ def quantize(net: SpikingNetwork, bits: int, integer_inputs: bool = False) -> Sp
     while i < len(layers):
         layer = layers[i]
         nxt = layers[i + 1] if i + 1 < len(layers) else None
+        if i == readout_index and readout == "keep":
+            report.append({"index": i, "kind": layer.kind, "readout": True,
+                           "mode": "readout kept (weights not quantized)"})
+            i += 1
+            integer = False
+            continue
         if isinstance(layer, (Affine, Conv2d)):
             w_q, scale = quantize_weights(layer.weight, bits)
             entry = {"index": i, "kind": layer.kind, "scale": scale,
                      "max_abs_weight": float(np.abs(layer.weight).max(initial=0.0))}
+            if i == readout_index:
+                layers[i] = _with_weights(layer, w_q * scale, np.asarray(layer.bias))
+                entry.update(readout=True, mode="readout: integer weights, output scaled "
+                             "back (y = scale * (W_q z) + b)")
+                report.append(entry)
+                i += 1
+                integer = False
+                continue
             if isinstance(nxt, Threshold):
                 bias = np.asarray(layer.bias, np.float64).reshape(_bias_shape(layer))
                 theta = np.asarray(nxt.theta, np.float64)
@@ -172,9 +215,10 @@ def quantize(net: SpikingNetwork, bits: int, integer_inputs: bool = False) -> Sp
             if integer:
                 layers[i] = Threshold(np.ceil(np.asarray(layer.theta, np.float64)))
             integer = True
-        elif not isinstance(layer, (Decode, Flatten)):  # pragma: no cover - closed set
+        elif not isinstance(layer, (Decode, Flatten, Unflatten, Upsample2d)):  # pragma: no cover
             raise TypeError(f"unknown primitive {type(layer).__name__}")
-        # Flatten and Decode ((4K - 2) a - sum(2K - 1)) keep integers integer
+        # Flatten, Unflatten, Upsample2d (copies) and Decode ((4K - 2) a - sum(2K - 1)) keep
+        # integers integer
         i += 1
     metadata = copy.deepcopy(net.metadata)
     metadata["quantization"] = {
@@ -182,6 +226,8 @@ def quantize(net: SpikingNetwork, bits: int, integer_inputs: bool = False) -> Sp
         "levels": levels(bits),
         "scheme": "symmetric uniform, per layer; bias folded into integer thresholds",
         "integer_inputs": bool(integer_inputs),
+        "readout": net.readout,
+        "readout_mode": readout,
         "layers": report,
     }
     return SpikingNetwork(layers, metadata)
@@ -202,27 +248,50 @@ def fake_quantize(net: SpikingNetwork, bits: int) -> SpikingNetwork:
     return SpikingNetwork(layers, metadata)
 
 
-def quantization_sweep(net: SpikingNetwork, x: np.ndarray, y: np.ndarray,
+def quantization_sweep(net: SpikingNetwork, x: np.ndarray, y: np.ndarray | None = None,
                        bits: Iterable[int] = range(2, 17), integer_inputs: bool = False,
-                       batch_size: int = 1024) -> list[dict[str, Any]]:
-    """Accuracy against bit width: one row per ``bits``, JSON-serialisable::
+                       batch_size: int = 1024, readout: ReadoutMode = "quantize"
+                       ) -> list[dict[str, Any]]:
+    """Accuracy and output error against bit width: one row per ``bits``,
+    JSON-serialisable::
 
-        {"bits", "levels": 2^(bits-1) - 1, "accuracy", "agreement", "reference_accuracy"}
+        {"bits", "levels": 2^(bits-1) - 1, "accuracy", "agreement", "reference_accuracy",
+         "output_max_abs_diff"}
 
+    With ``out`` and ``out_q`` the unquantized and quantized outputs (:func:`run`, float64)
+    and ``pred = argmax(out, axis 1)`` (classes, greedy actions, per-pixel classes):
     ``accuracy = mean(pred_q == y)``; ``agreement = mean(pred_q == pred)``, the fraction of
-    samples whose predicted class equals the unquantized network's; ``reference_accuracy``
-    is the unquantized ``mean(pred == y)``. ``x`` ``(N, ...)``, ``y`` ``(N,)`` class indices.
+    predictions equal to the unquantized network's; ``reference_accuracy`` is
+    ``mean(pred == y)``; ``output_max_abs_diff = max |out_q - out|`` (the error of a
+    real-valued readout). ``y`` (optional: ``None`` gives ``None`` accuracies) has the
+    shape of ``pred``. For a network whose readout is spikes, ``accuracy``, ``agreement``
+    and ``reference_accuracy`` are ``None`` (binary outputs have no scores to rank) and
+    ``output_max_abs_diff`` is 1 when any output spike differs, else 0.
     """
-    y = np.asarray(y)
-    if len(x) != len(y):
-        raise ValueError(f"x and y differ in length: {len(x)} != {len(y)}")
-    reference = predict(net, x, batch_size=batch_size)
-    ref_acc = float((reference == y).mean())
+    scores = net.readout not in ("spikes", "identity")
+    reference = run(net, x, batch_size=batch_size)
+    assert isinstance(reference, np.ndarray)
+    ref_pred = reference.argmax(axis=1) if scores and reference.ndim >= 2 else None
+    if y is not None:
+        y = np.asarray(y)
+        if len(x) != len(y):
+            raise ValueError(f"x and y differ in length: {len(x)} != {len(y)}")
+        if ref_pred is not None and y.shape != ref_pred.shape:
+            raise ValueError(f"y must have shape {ref_pred.shape} (the argmax over axis 1 of "
+                             f"the outputs {reference.shape}), got {y.shape}")
+    ref_acc = (float((ref_pred == y).mean())
+               if y is not None and ref_pred is not None else None)
     rows = []
     for b in bits:
-        pred = predict(quantize(net, b, integer_inputs), x, batch_size=batch_size)
-        rows.append({"bits": int(b), "levels": levels(b),
-                     "accuracy": float((pred == y).mean()),
-                     "agreement": float((pred == reference).mean()),
-                     "reference_accuracy": ref_acc})
+        out = run(quantize(net, b, integer_inputs, readout), x, batch_size=batch_size)
+        assert isinstance(out, np.ndarray)
+        pred = out.argmax(axis=1) if ref_pred is not None else None
+        rows.append({
+            "bits": int(b), "levels": levels(b),
+            "accuracy": (float((pred == y).mean())
+                         if pred is not None and y is not None else None),
+            "agreement": float((pred == ref_pred).mean()) if pred is not None else None,
+            "reference_accuracy": ref_acc,
+            "output_max_abs_diff": float(np.abs(out - reference).max(initial=0.0)),
+        })
     return rows

@@ -38,7 +38,18 @@ import numpy as np
 
 from ..files import atomic_write_with
 from .errors import NetworkFileError
-from .primitives import PRIMITIVES, Decode, Primitive, Threshold
+from .primitives import (
+    PRIMITIVES,
+    Affine,
+    Conv2d,
+    Decode,
+    Flatten,
+    Primitive,
+    SumPool2d,
+    Threshold,
+    Unflatten,
+    Upsample2d,
+)
 
 FORMAT = "whetstone-spiking-network"
 VERSION = 1
@@ -55,6 +66,18 @@ _ARRAY_DTYPES = frozenset(np.dtype(f"{order}f{size}") for order in "<>" for size
 _END = struct.Struct("<4s4H2LH")  # end of central directory record, 22 bytes
 _END64_LOCATOR = struct.Struct("<4sLQL")  # zip64 end of central directory locator, 20 bytes
 _END64 = struct.Struct("<4sQ2H2L4Q")  # zip64 end of central directory record, 56 bytes
+
+READOUTS: tuple[str, ...] = ("decode", "affine", "conv2d", "pool", "spikes", "identity")
+"""The kinds of :attr:`SpikingNetwork.readout`."""
+
+SHAPE_ONLY: tuple[type[Primitive], ...] = (Flatten, Unflatten, Upsample2d)
+"""Primitives that only move or copy values (a reshape, nearest upsampling): they never
+decide what kind of values a network outputs."""
+
+_READOUT_OF: dict[type[Primitive], str] = {
+    Decode: "decode", Affine: "affine", Conv2d: "conv2d", SumPool2d: "pool",
+    Threshold: "spikes",
+}
 
 
 @dataclass
@@ -79,6 +102,37 @@ class SpikingNetwork:
         """Number of classes when the network ends with a :class:`Decode`, else ``None``."""
         last = self.layers[-1] if self.layers else None
         return int(last.key.shape[0]) if isinstance(last, Decode) else None
+
+    @property
+    def readout_index(self) -> int | None:
+        """Index of the readout: the last primitive that is not shape-only (not a
+        ``Flatten``, ``Unflatten`` or ``Upsample2d``, which copy values unchanged); ``None``
+        when every primitive is shape-only."""
+        for i in range(len(self.layers) - 1, -1, -1):
+            if not isinstance(self.layers[i], SHAPE_ONLY):
+                return i
+        return None
+
+    @property
+    def readout(self) -> str:
+        """What the network's output is, from the primitive at :attr:`readout_index`:
+
+        - ``"decode"``: a :class:`Decode`: class logits ``(N, C)``,
+          ``(4K - 2) a - (2K - 1).sum(1)`` of the binary output population ``a``;
+        - ``"affine"``: an :class:`Affine` with no ``Threshold`` after it: the real values
+          ``y = W z + b`` ``(N, out)`` (a reconstruction, regression targets, Q-values);
+        - ``"conv2d"``: a :class:`Conv2d` with no ``Threshold`` after it: real values
+          ``(N, C, H, W)``; a 1x1 convolution is the per-pixel affine readout
+          ``y[:, i, j] = W z[:, i, j] + b`` (e.g. per-pixel class scores);
+        - ``"pool"``: a :class:`SumPool2d` with no ``Threshold`` after it (real averages);
+        - ``"spikes"``: a :class:`Threshold`: the output is binary;
+        - ``"identity"``: only shape-only primitives (or none).
+
+        The decode is the readout of the N-hot population code: a fixed affine map of the
+        last spikes, like an ``"affine"`` readout whose weights come from the key.
+        """
+        index = self.readout_index
+        return "identity" if index is None else _READOUT_OF[type(self.layers[index])]
 
     @property
     def spiking_layers(self) -> int:

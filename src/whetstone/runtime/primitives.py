@@ -170,6 +170,41 @@ class Flatten(Primitive):
 
 
 @dataclass(frozen=True, eq=False)
+class Upsample2d(Primitive):
+    """Nearest-neighbour upsampling by integer factors ``scale = (sh, sw)``:
+
+    ``y[c, i, j] = x[c, i // sh, j // sw]``
+
+    Input ``(C, H, W)``, output ``(C, H sh, W sw)``. Every output is a copy of one input, so
+    spikes stay spikes (binary in, binary out) and the operation is exact in any dtype; it is
+    ``torch.nn.Upsample(scale_factor=(sh, sw), mode="nearest")`` on ``(N, C, H, W)``.
+    """
+
+    scale: tuple[int, int]
+    kind: ClassVar[str] = "Upsample2d"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scale", _pair(self.scale, "Upsample2d.scale", 1))
+
+
+@dataclass(frozen=True, eq=False)
+class Unflatten(Primitive):
+    """Split the first batch-free axis into ``sizes``: ``(D, ...) -> (*sizes, ...)`` with
+    ``prod(sizes) = D``, C order; the inverse of :class:`Flatten` and the same as
+    ``torch.nn.Unflatten(1, sizes)`` on ``(N, D, ...)``. Values are unchanged (a reshape)."""
+
+    sizes: tuple[int, ...]
+    kind: ClassVar[str] = "Unflatten"
+
+    def __post_init__(self) -> None:
+        sizes = (self.sizes,) if np.isscalar(self.sizes) else tuple(self.sizes)
+        if not sizes or any(isinstance(v, bool) or int(v) != v or v < 1 for v in sizes):
+            raise ValueError(f"Unflatten.sizes must be one or more ints >= 1, got "
+                             f"{self.sizes!r}")
+        object.__setattr__(self, "sizes", tuple(int(v) for v in sizes))
+
+
+@dataclass(frozen=True, eq=False)
 class Threshold(Primitive):
     """Binary neurons: ``z = 1[x >= theta]`` (ties fire).
 
@@ -217,6 +252,7 @@ class Decode(Primitive):
 
 
 PRIMITIVES: dict[str, type[Primitive]] = {
-    cls.kind: cls for cls in (Affine, Conv2d, SumPool2d, Flatten, Threshold, Decode)
+    cls.kind: cls for cls in (Affine, Conv2d, SumPool2d, Flatten, Threshold, Decode, Upsample2d,
+                               Unflatten)
 }
 """Every primitive class by its ``kind`` (the name written to files)."""

@@ -56,7 +56,17 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .network import SpikingNetwork
-from .primitives import Affine, Conv2d, Decode, Flatten, Primitive, SumPool2d, Threshold
+from .primitives import (
+    Affine,
+    Conv2d,
+    Decode,
+    Flatten,
+    Primitive,
+    SumPool2d,
+    Threshold,
+    Unflatten,
+    Upsample2d,
+)
 
 GATHER_MIN_WEIGHTS = 65536
 """Smallest ``in * out`` for which ``auto`` considers the gather path (see the module doc)."""
@@ -157,6 +167,25 @@ def sum_pool2d(layer: SumPool2d, x: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return out if layer.scale == 1.0 else out * dtype.type(layer.scale)
 
 
+def upsample2d(layer: Upsample2d, x: np.ndarray) -> np.ndarray:
+    """Nearest upsampling ``(N, C, H, W) -> (N, C, H sh, W sw)``,
+    ``y[n, c, i, j] = x[n, c, i // sh, j // sw]`` (copies: the dtype is kept, bool stays bool).
+    """
+    if x.ndim != 4:
+        raise ValueError(f"expects inputs of shape (N, C, H, W), got {x.shape}")
+    sh, sw = layer.scale
+    return np.repeat(np.repeat(x, sh, axis=2), sw, axis=3)
+
+
+def unflatten(layer: Unflatten, x: np.ndarray) -> np.ndarray:
+    """``(N, D, ...) -> (N, *sizes, ...)`` with ``prod(sizes) = D`` (a C-order reshape)."""
+    want = int(np.prod(layer.sizes))
+    if x.ndim < 2 or x.shape[1] != want:
+        raise ValueError(f"expects inputs of shape (N, {want}, ...) to split into "
+                         f"{layer.sizes}, got {x.shape}")
+    return x.reshape(len(x), *layer.sizes, *x.shape[2:])
+
+
 def run(
     net: SpikingNetwork,
     x: np.ndarray,
@@ -167,8 +196,10 @@ def run(
 ) -> np.ndarray | tuple[np.ndarray, list[np.ndarray]]:
     """Apply the network to the batch ``x`` ``(N, ...)``.
 
-    Returns the last primitive's output as ``dtype`` (for a converted Whetstone network the
-    decode logits ``(N, C)``), and with ``record=True`` also the spikes of every
+    Returns the last primitive's output as ``dtype``: the values of the network's readout
+    (:attr:`~whetstone.runtime.SpikingNetwork.readout`): decode logits ``(N, C)``, the real
+    values of an affine ``(N, out)`` or convolutional ``(N, C, H, W)`` readout, or the final
+    spikes as 0.0 / 1.0; and with ``record=True`` also the spikes of every
     :class:`Threshold` in order, each a bool array ``(N, ...)`` (True where the neuron fired).
     ``batch_size`` bounds the samples processed at once (memory); ``binary_affine`` forces
     the gather or matmul path for affine layers over spikes (results are identical in float64).
@@ -203,6 +234,10 @@ def _run_batch(net: SpikingNetwork, x: np.ndarray, record: bool, dtype: np.dtype
                 x, binary = sum_pool2d(layer, x, dtype), False
             elif isinstance(layer, Flatten):
                 x = x.reshape(len(x), -1)
+            elif isinstance(layer, Unflatten):
+                x = unflatten(layer, x)
+            elif isinstance(layer, Upsample2d):
+                x = upsample2d(layer, x)
             elif isinstance(layer, Threshold):
                 x, binary = x >= _prepared(layer, dtype)["w"], True
                 if record:
@@ -215,8 +250,23 @@ def _run_batch(net: SpikingNetwork, x: np.ndarray, record: bool, dtype: np.dtype
 
 
 def predict(net: SpikingNetwork, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """Class indices ``(N,)``: argmax of :func:`run`'s logits (first maximum on ties, as
-    ``torch.argmax``)."""
-    logits = run(net, x, batch_size=batch_size)
-    assert isinstance(logits, np.ndarray)
-    return logits.argmax(axis=1)
+    """Argmax of the readout's scores over axis 1 (first maximum on ties, as
+    ``torch.argmax``): class indices ``(N,)`` for a decode or an affine readout (classes,
+    Q-values: the greedy action), per-pixel classes ``(N, H, W)`` for a convolutional
+    readout ``(N, C, H, W)``.
+
+    Raises:
+        ValueError: the network's readout is ``"spikes"`` or ``"identity"`` (a binary or
+            unprocessed output has no scores to rank: use :func:`run`), or its output has no
+            axis 1.
+    """
+    if net.readout in ("spikes", "identity"):
+        what = "binary spikes" if net.readout == "spikes" else "its input, reshaped"
+        raise ValueError(f"predict needs real-valued scores, but the network's readout is "
+                         f"{net.readout!r} (its output is {what}); use run() for its output")
+    scores = run(net, x, batch_size=batch_size)
+    assert isinstance(scores, np.ndarray)
+    if scores.ndim < 2:
+        raise ValueError(f"predict takes the argmax over axis 1; the output has shape "
+                         f"{scores.shape}")
+    return scores.argmax(axis=1)
