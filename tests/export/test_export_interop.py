@@ -155,3 +155,31 @@ def test_tie_fires_in_importer(importer: str, theta: float, tmp_path: Path) -> N
     spikes = _run_one_by_one(load(path), x)
     np.testing.assert_array_equal(spikes, [[1.0, 0.0, 1.0]])
     np.testing.assert_array_equal(rt.run(net, x), spikes)
+
+
+@pytest.mark.parametrize("importer", sorted(IMPORTERS))
+def test_policy_readout_matches(importer: str, tmp_path: Path) -> None:
+    """A real-valued affine readout (Q-values of a policy) through the importer: the same
+    values up to float32 rounding and the same greedy actions."""
+    from torch import nn
+
+    from whetstone.nn import SpikingBReLU
+    from whetstone.sharpening.allocation import set_model_sharpness
+
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(4, 32), SpikingBReLU(), nn.Linear(32, 32), SpikingBReLU(),
+                          nn.Linear(32, 2))
+    model[0].weight.data.mul_(2.0)
+    set_model_sharpness(model, 1.0)
+    net = to_spiking(model.eval())
+    assert net.readout == "affine"
+    neuron, load = IMPORTERS[importer]
+    path = tmp_path / f"policy_{neuron}.nir"
+    to_nir(net, path, neuron=neuron)
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    q = _run_one_by_one(load(path), x)
+    ours = rt.run(net, x)
+    assert q.shape == ours.shape == (64, 2)
+    np.testing.assert_allclose(q, ours, rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(q.argmax(1), ours.argmax(1))
+    assert 0 < ours.argmax(1).mean() < 1

@@ -552,7 +552,7 @@ def from_graph(graph: Any) -> SpikingNetwork:
     net = SpikingNetwork(layers, metadata)
     if ours and "readout" in gmeta and str(gmeta["readout"]) != net.readout:
         raise ValueError(f"the graph records readout {str(gmeta['readout'])!r} but its nodes "
-                         f"end with a {net.readout!r} readout")
+                         f"end with readout {net.readout!r}")
     return net
 
 
