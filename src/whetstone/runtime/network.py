@@ -84,8 +84,9 @@ _READOUT_OF: dict[type[Primitive], str] = {
 class SpikingNetwork:
     """Primitives applied in order to a batch ``(N, ...)``; see :func:`whetstone.runtime.run`.
 
-    ``metadata`` is free-form JSON (conversion writes the source, the threshold convention
-    and the origin of every primitive).
+    ``metadata`` is free-form JSON (conversion writes the source, the threshold convention,
+    the origin of every primitive and the ``readout``). :attr:`readout` itself is always
+    derived from the layers, so it holds for networks built by hand or read from a file.
     """
 
     layers: list[Primitive]
