@@ -36,9 +36,12 @@ the marked ``Affine`` above, a spiking output ends with its neuron node. The rea
 carries ``whetstone_readout`` (its kind) in its metadata and the graph metadata has
 ``readout``; :func:`from_graph` checks the network it rebuilds has that readout. Which
 networks export: every chain of ``Affine``, ``Conv2d`` (symmetric padding), pooling,
-``Flatten``, ``Threshold`` and ``Decode``, with a trailing ``Unflatten`` (dense networks,
-autoencoders, policies, classifying CNNs); not networks with ``Upsample2d`` (e.g. the
-encoder-decoder segmentation networks) nor an ``Unflatten`` before further layers.
+``Flatten``, ``Threshold`` and ``Decode``, optionally ending with ``Unflatten`` (dense
+classifiers and CNNs, autoencoders, policies); not networks with ``Upsample2d`` (e.g. the
+encoder-decoder segmentation networks) nor an ``Unflatten`` before further layers. (nir
+1.0.8 has no upsampling, transposed-convolution or reshape node; upsampling written as a
+0/1 ``Affine`` over the flattened map would need a reshape back to ``(C, H, W)`` for the
+convolutions after it.)
 
 Neuron forms (all evaluated for **one** time step from ``v = 0``):
 
