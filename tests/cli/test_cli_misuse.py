@@ -526,8 +526,11 @@ def test_cli_dataset_names_are_the_data_modules():
     from whetstone.cli.options import DATASETS
     from whetstone.data import DATASETS as SOURCES
     from whetstone.presets.schema import DATASET_CLASSES, DATASET_SHAPES
+    from whetstone.runs.folder import GENERATED_DATASETS
 
-    assert set(DATASETS) == set(SOURCES) == set(DATASET_SHAPES) == set(DATASET_CLASSES)
+    assert set(DATASETS) == set(SOURCES)
+    assert set(SOURCES) | set(GENERATED_DATASETS) == set(DATASET_SHAPES) == set(DATASET_CLASSES)
+    assert not set(SOURCES) & set(GENERATED_DATASETS)
     for name, spec in SOURCES.items():
         assert DATASET_CLASSES[name] == spec.num_classes
         height, width = spec.image_shape[:2]

@@ -216,18 +216,43 @@ def cmd_train(args: argparse.Namespace) -> int:
                         val_limit=args.val_limit, resume=args.resume is not None)
     if os.environ.get("RANK", "0") != "0":  # a data-parallel job: rank 0 reports
         return 0
-    _print(summary, args.json, [
-        f"run folder: {out}",
-        f"validation accuracy of the conventional network (before sharpening): "
-        f"{_pct(summary['val_accuracy_before_sharpening'])}",
-        f"validation accuracy at final sharpness: {_pct(summary['val_accuracy'])}, fully "
-        f"binary: {_pct(summary['val_accuracy_binary'])}",
-        f"test accuracy at final sharpness: {_pct(summary['test_accuracy'])}",
-        f"test accuracy fully binary (every layer at sharpness 1): "
-        f"{_pct(summary['test_accuracy_binary'])}",
-        f"training time: {summary['train_seconds']:.1f} s over {summary['epochs']} epochs",
-    ])
+    _print(summary, args.json, _train_lines(summary, out))
     return 0
+
+
+def _score(value: float | None, metric: str) -> str:
+    """A score for people: accuracies and IoUs as percentages, PSNR in dB, MSE as it is."""
+    if value is None:
+        return "n/a"
+    if metric in ("psnr", "psnr_of_mse"):
+        return f"{value:.2f} dB"
+    if metric == "mse":
+        return f"{value:.5f}"
+    return _pct(value)
+
+
+def _metrics_text(metrics: dict[str, Any] | None) -> str:
+    """``name value`` for every scalar score of a meter's result."""
+    if metrics is None:
+        return "n/a"
+    return ", ".join(f"{name.replace('_', ' ')} {_score(value, name)}"
+                     for name, value in metrics.items() if isinstance(value, float | int))
+
+
+def _train_lines(summary: dict[str, Any], out: Any) -> list[str]:
+    metric = summary.get("metric", "accuracy")
+    name = metric.replace("_", " ")
+    return [
+        f"run folder: {out}",
+        f"validation {name} of the conventional network (before sharpening): "
+        f"{_score(summary['val_accuracy_before_sharpening'], metric)}",
+        f"validation {name} at final sharpness: {_score(summary['val_accuracy'], metric)}, "
+        f"fully binary: {_score(summary['val_accuracy_binary'], metric)}",
+        f"test at final sharpness: {_metrics_text(summary.get('test_metrics'))}",
+        f"test fully binary (every layer at sharpness 1): "
+        f"{_metrics_text(summary.get('test_metrics_binary'))}",
+        f"training time: {summary['train_seconds']:.1f} s over {summary['epochs']} epochs",
+    ]
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -239,29 +264,40 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     seed_everything(args.seed or 0)
     result = evaluate_run(args.run, data_dir=args.data_dir, split=args.split, device=args.device,
                           limit=args.limit, spiking=not args.no_spiking)
+    _print(result, args.json, _evaluate_lines(result))
+    return 0
+
+
+def _evaluate_lines(result: dict[str, Any]) -> list[str]:
     sharp = "/".join(f"{s:.2f}" for s in result["sharpness"])
     lines = [
-        f"{result['run']}: {result['dataset']} {result['split']} ({result['samples']} samples)",
-        f"accuracy at current sharpness ({sharp}): {_pct(result['accuracy'])}",
-        f"accuracy fully binary (every activation a step, torch): "
-        f"{_pct(result['accuracy_binary'])}",
+        f"{result['run']}: {result['dataset']} {result['split']} ({result['samples']} samples, "
+        f"{result.get('task', 'classification')})",
+        f"at current sharpness ({sharp}): {_metrics_text(result['metrics'])}",
+        f"fully binary (every activation a step, torch): "
+        f"{_metrics_text(result['metrics_binary'])}",
     ]
-    if result["accuracy_spiking"] is not None:
-        lines.append(f"accuracy of the converted spiking network (threshold neurons, one time "
-                     f"step, numpy runtime): {_pct(result['accuracy_spiking'])}; same class as "
-                     f"torch for {_pct(result['spiking_agreement'])} of samples")
-    _print(result, args.json, lines)
-    return 0
+    if result["metrics_spiking"] is not None:
+        agreement = result["agreement"]
+        same = (f"same decisions as the float64 torch model for "
+                f"{_pct(agreement['agreement'])}")
+        if "max_abs_difference" in agreement:
+            same = (f"largest difference from the float64 torch model's outputs "
+                    f"{agreement['max_abs_difference']:.3g}")
+        lines.append(f"converted spiking network (threshold neurons, one time step, numpy "
+                     f"runtime): {_metrics_text(result['metrics_spiking'])}; {same}")
+    return lines
 
 
 def cmd_presets(_args: argparse.Namespace) -> int:
     from ..presets import PRESETS
 
     for name, cfg in PRESETS.items():
-        print(f"{name}: {cfg.dataset}, {cfg.model}, key {cfg.key['classes']}x{cfg.key['width']} "
-              f"{'overlapping' if cfg.key.get('overlapping', True) else 'disjoint'}, "
-              f"{cfg.optimizer}, schedule {cfg.schedule}, {cfg.epochs} epochs, "
-              f"batch {cfg.batch_size}")
+        key = (f", key {cfg.key['classes']}x{cfg.key['width']} "
+               f"{'overlapping' if cfg.key.get('overlapping', True) else 'disjoint'}"
+               if cfg.task == "classification" else "")
+        print(f"{name}: {cfg.task} on {cfg.dataset}, {cfg.model}{key}, {cfg.optimizer}, "
+              f"schedule {cfg.schedule}, {cfg.epochs} epochs, batch {cfg.batch_size}")
     return 0
 
 

@@ -152,20 +152,27 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from ..runtime import predict
+    import torch
+
+    from ..presets import TrainConfig
+    from ..presets.build import build_task
+    from ..runs.folder import score_network
 
     net = _network(args.run)
+    task = build_task(TrainConfig.load(_check_run(args.run) / "config.json"))
     x, y, name = _data(args.run, args.dataset, args.split, args.limit, args.data_dir)
     t0 = time.perf_counter()
-    pred = predict(net, x)
+    metrics = score_network(net, torch.from_numpy(x), torch.from_numpy(y), task)
     seconds = time.perf_counter() - t0
+    primary = task.meter().primary
     result = {"run": args.run, "dataset": name, "split": args.split, "samples": len(y),
-              "accuracy": float((pred == y).mean()), "seconds": seconds,
+              "task": task.name, "metric": primary, "metrics": metrics,
+              "accuracy": metrics[primary], "seconds": seconds,
               "samples_per_second": len(y) / seconds}
+    scores = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float | int))
     return _emit(result, args.json, [
-        f"spiking network (threshold neurons, one time step) on {name} {args.split}: "
-        f"{100 * result['accuracy']:.2f} % of {len(y)} samples "
-        f"({result['samples_per_second']:.0f} samples/s, numpy)"])
+        f"spiking network (threshold neurons, one time step) on {name} {args.split}, "
+        f"{len(y)} samples: {scores} ({result['samples_per_second']:.0f} samples/s, numpy)"])
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -201,6 +208,9 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         options.check_output_file(args.out, "--out")
     net = _network(args.run)
     x, y, _name = _data(args.run, None, "test", args.limit, args.data_dir)
+    task = _task(args.run)
+    if task.name != "classification":
+        return _quantize_task(args, net, x, y, task)
     rows = quantization_sweep(net, x, y, bits=args.bits)
     if args.out:
         quantize(net, args.bits[0]).save(args.out)
@@ -208,6 +218,52 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     lines += [f"{r['bits']:2d} bits: {100 * r['accuracy']:.2f} % "
               f"(same class as unquantized for {100 * r['agreement']:.2f} %)" for r in rows]
     return _emit({"run": args.run, "rows": rows}, args.json, lines)
+
+
+def _task(run_dir: str) -> Any:
+    from ..presets import TrainConfig
+    from ..presets.build import build_task
+
+    return build_task(TrainConfig.load(_check_run(run_dir) / "config.json"))
+
+
+def _quantize_task(args: argparse.Namespace, net: Any, x: Any, y: Any, task: Any) -> int:
+    """The quantization sweep scored by the run's task (reconstruction, segmentation): every
+    score of the task's meter per bit width, beside the unquantized network's, and how far the
+    quantized outputs agree with the unquantized ones (:class:`whetstone.tasks.Agreement`)."""
+    import numpy as np
+    import torch
+
+    from ..quantization import quantize
+    from ..runs.folder import score_network
+    from ..runtime import run as run_network
+    from ..tasks import Agreement
+
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    reference = score_network(net, xt, yt, task)
+    base = run_network(net, x, dtype=np.float64)
+    rows = []
+    for bits in args.bits:
+        qnet = quantize(net, bits)
+        agreement = Agreement(task)
+        agreement.update(torch.from_numpy(base),
+                         torch.from_numpy(run_network(qnet, x, dtype=np.float64)))
+        rows.append({"bits": bits, "metrics": score_network(qnet, xt, yt, task),
+                     **agreement.compute()})
+    if args.out:
+        quantize(net, args.bits[0]).save(args.out)
+
+    def text(metrics: dict[str, Any]) -> str:
+        return ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float | int))
+
+    lines = [f"unquantized: {text(reference)}"]
+    lines += [f"{r['bits']:2d} bits: {text(r['metrics'])} ("
+              + (f"largest output difference from unquantized {r['max_abs_difference']:.3g}"
+                 if "max_abs_difference" in r else
+                 f"same decision as unquantized for {100 * r['agreement']:.2f} %") + ")"
+              for r in rows]
+    return _emit({"run": args.run, "task": task.name, "reference": reference, "rows": rows},
+                 args.json, lines)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -1,8 +1,9 @@
 """Network builders for the presets: ordinary ``nn.Sequential`` models with sharpenable layers.
 
 Every hidden Dense/Conv is followed (optionally through BatchNorm) by a sharpenable
-activation; the output is an N-hot population of ``key.shape[1]`` sharpenable neurons
-decoded by :class:`~whetstone.nn.SoftmaxDecode`.
+activation. A classifier's output is an N-hot population of ``key.shape[1]`` sharpenable
+neurons decoded by :class:`~whetstone.nn.SoftmaxDecode`; the other tasks end in a *readout*,
+a Linear or 1x1 Conv2d whose real values are the result (:data:`ARCHITECTURE_TASKS`).
 """
 
 from __future__ import annotations
@@ -131,8 +132,90 @@ def vgg_cnn(
     return nn.Sequential(*layers)
 
 
+AUTOENCODER_OUTPUTS = ("readout", "binary")
+"""Endings of :func:`autoencoder`: a real-valued Linear readout, or binary output pixels."""
+
+
+def autoencoder(
+    in_features: int = 784,
+    hidden: Sequence[int] = (256,),
+    code: int = 64,
+    batchnorm: bool = False,
+    output: str = "readout",
+    act: Callable[[], nn.Module] = SpikingBReLU,
+) -> nn.Sequential:
+    """A dense autoencoder whose every hidden layer, the code included, is sharpenable:
+
+    Flatten -> [Linear -> (BatchNorm1d) -> act] for ``hidden``, then ``code``, then
+    ``reversed(hidden)`` -> Linear(``in_features``) and, with ``output="binary"``, one more
+    act (binary output pixels, ``1[x >= 0.5]``). Input ``(N, ...)`` with ``in_features``
+    values per sample, output ``(N, in_features)``: with ``output="readout"`` a real-valued
+    reconstruction from the binary code, ``(N, code)`` spikes per image.
+    """
+    if output not in AUTOENCODER_OUTPUTS:
+        raise ValueError(f"unknown autoencoder output {output!r}; choose from "
+                         f"{AUTOENCODER_OUTPUTS}")
+    layers: list[nn.Module] = [nn.Flatten()]
+    width_in = in_features
+    for width in [*hidden, code, *reversed(hidden)]:
+        layers.append(nn.Linear(width_in, width, bias=not batchnorm))
+        if batchnorm:
+            layers.append(nn.BatchNorm1d(width))
+        layers.append(act())
+        width_in = width
+    layers.append(nn.Linear(width_in, in_features))
+    if output == "binary":
+        layers.append(act())
+    return nn.Sequential(*layers)
+
+
+def segmentation_cnn(
+    in_channels: int = 1,
+    image_size: int = 64,
+    classes: int = 11,
+    widths: Sequence[int] = (8, 32),
+    middle: int = 32,
+    batchnorm: bool = True,
+    act: Callable[[], nn.Module] = SpikingBReLU,
+) -> nn.Sequential:
+    """A fully convolutional encoder-decoder (no skip connections: a chain of spiking layers).
+
+    Encoder, per width ``w``: Conv3x3(w) -> (BatchNorm) -> act -> MaxPool2 (an OR of spikes);
+    a middle Conv3x3(``middle``) -> (BatchNorm) -> act; decoder, per width in reverse:
+    nearest Upsample x2 (copies spikes) -> Conv3x3(w) -> (BatchNorm) -> act; then the readout,
+    a 1x1 Conv2d to ``classes`` per-pixel scores. Input ``(N, C, H, W)`` with ``H`` and ``W``
+    divisible by ``2^len(widths)``, output ``(N, classes, H, W)``.
+    """
+    layers: list[nn.Module] = []
+    c = in_channels
+    for w in widths:
+        layers += _conv_block(c, w, 3, batchnorm, act)
+        layers.append(nn.MaxPool2d(2))
+        c = w
+    layers += _conv_block(c, middle, 3, batchnorm, act)
+    c = middle
+    for w in reversed(widths):
+        layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
+        layers += _conv_block(c, w, 3, batchnorm, act)
+        c = w
+    layers.append(nn.Conv2d(c, classes, 1))
+    return nn.Sequential(*layers)
+
+
 ARCHITECTURES: dict[str, Callable[..., nn.Sequential]] = {
     "dense": dense,
     "whetstone-cnn": whetstone_cnn,
     "vgg-cnn": vgg_cnn,
+    "autoencoder": autoencoder,
+    "segmentation-cnn": segmentation_cnn,
 }
+"""The builders by ``model.arch``; a classifier's takes the class key first."""
+
+ARCHITECTURE_TASKS: dict[str, str] = {
+    "dense": "classification",
+    "whetstone-cnn": "classification",
+    "vgg-cnn": "classification",
+    "autoencoder": "reconstruction",
+    "segmentation-cnn": "segmentation",
+}
+"""The task (:data:`whetstone.tasks.TASKS`) each architecture's output serves."""

@@ -10,11 +10,13 @@ from torch import nn
 from ..nn.decode import key_generator
 from ..nn.surrogate import make_surrogate
 from ..sharpening.schedules import Sharpener, UniformAllocation, make_sharpener
+from ..tasks import Classification, Reconstruction, Segmentation, Task
 from ..training.distill import Distillation
-from .architectures import ARCHITECTURES, activation_factory
+from .architectures import ARCHITECTURE_TASKS, ARCHITECTURES, activation_factory
 from .config import TrainConfig
 from .schema import (
     ALLOCATIONS,
+    DATASET_CLASSES,
     DATASET_SHAPES,
     TEACHER_KEYS,
     ConfigError,
@@ -23,7 +25,8 @@ from .schema import (
 
 __all__ = ["ALLOCATIONS", "CLIP_GRAD_NORM", "DATASET_SHAPES", "DEFAULT_LR", "OPTIMIZERS",
            "TEACHER_KEYS", "TWIN", "build_distillation", "build_key", "build_lr_scheduler",
-           "build_model", "build_optimizer", "build_sharpener", "check_device", "check_teacher",
+           "build_model", "build_optimizer", "build_sharpener",
+           "build_task", "check_device", "check_teacher",
            "conventional_twin", "gradient_clip", "optimizer_arguments"]
 
 
@@ -46,13 +49,30 @@ def build_model(config: TrainConfig, plain: bool = False) -> nn.Sequential:
         raise ValueError(f"unknown architecture {arch!r}; choose from {choices}") from None
     channels, height, width = DATASET_SHAPES[config.dataset]
     act = activation_factory(config.activation, make_surrogate(config.surrogate), plain=plain)
-    if arch == "dense":
+    if arch in ("dense", "autoencoder"):
         spec.setdefault("in_features", channels * height * width)
     else:
         spec.setdefault("in_channels", channels)
         spec.setdefault("image_size", height)
+    if arch == "segmentation-cnn":
+        spec.setdefault("classes", DATASET_CLASSES[config.dataset])
     torch.manual_seed(config.seed)
-    return builder(build_key(config), act=act, **spec)
+    if ARCHITECTURE_TASKS[arch] == "classification":
+        return builder(build_key(config), act=act, **spec)
+    return builder(act=act, **spec)
+
+
+def build_task(config: TrainConfig) -> Task:
+    """The :class:`~whetstone.tasks.Task` of ``config.task``: classification with the
+    configuration's label smoothing, reconstruction, or segmentation over the dataset's
+    classes."""
+    if config.task == "classification":
+        return Classification(label_smoothing=float(config.label_smoothing))
+    if config.task == "reconstruction":
+        return Reconstruction()
+    if config.task == "segmentation":
+        return Segmentation(classes=DATASET_CLASSES[config.dataset])
+    raise ConfigError(f"unknown task {config.task!r}", "task")
 
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {

@@ -84,12 +84,16 @@ class TrainConfig:
     ``distill`` (default true): false keeps the labels-only loss (``init`` alone)."""
     schedule_alternatives: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-schedule arguments used when ``--schedule NAME`` switches this preset's schedule."""
+    task: str = "classification"
+    """What the network learns (:data:`whetstone.tasks.TASKS`): ``"classification"`` (the key
+    decode), ``"reconstruction"`` (an autoencoder) or ``"segmentation"`` (per-pixel
+    classes); the architecture must serve it. ``key`` is read for classification only."""
     precision: str = "float32"
     """Training precision: ``"float32"``, or ``"bf16"`` (each training step's forward and loss
     under bfloat16 autocast; parameters and evaluation stay float32; see
     :func:`whetstone.training.fit`)."""
 
-    _OMITTED_AT_DEFAULT = {"precision": "float32"}
+    _OMITTED_AT_DEFAULT = {"precision": "float32", "task": "classification"}
     """Fields added after run folders and result files were written: :meth:`to_dict` leaves
     them out at their default, so such a configuration still compares (and hashes) equal to
     one written before the field existed."""

@@ -116,6 +116,52 @@ def _cifar10_vgg_wide() -> TrainConfig:
     return config
 
 
+def _autoencoder(name: str, dataset: str, output: str = "readout") -> TrainConfig:
+    """A dense autoencoder 784-256-64-256-784 (issue 12): every hidden layer sharpenable, the
+    64-neuron code included (a binary code per image), BatchNorm before each activation, and a
+    real-valued Linear readout (``output="binary"``: binary output pixels instead). Adam with
+    cosine decay; each layer sharpens bottom-up over one epoch from epoch 3, then the binary
+    network trains on through the straight-through gradient."""
+    return TrainConfig(
+        name=name,
+        dataset=dataset,
+        task="reconstruction",
+        model={"arch": "autoencoder", "hidden": [256], "code": 64, "batchnorm": True,
+               "output": output},
+        optimizer={"name": "adam", "lr": 1e-3},
+        schedule={"name": "scheduled", "start": 3, "duration": 1, "intermission": 0,
+                  "mode": "batch"},
+        surrogate="straight-through",
+        epochs=12,
+        lr_schedule="cosine",
+        batch_size=128,
+        val_every=1,
+    )
+
+
+def _digits_segmentation() -> TrainConfig:
+    """Binary segmentation of MNIST digits on 64x64 canvases (issue 12;
+    :mod:`whetstone.data.segmentation`): a fully convolutional encoder-decoder (Conv 8, pool,
+    Conv 16, pool, Conv 32, upsample, Conv 16, upsample, Conv 8, 1x1 readout to 11 classes),
+    BatchNorm before each activation, Adam with cosine decay, each layer sharpened bottom-up
+    over half an epoch from epoch 2, the binary network trained on through the straight-through
+    gradient."""
+    return TrainConfig(
+        name="digits-segmentation",
+        dataset="mnist-segmentation",
+        task="segmentation",
+        model={"arch": "segmentation-cnn", "widths": [8, 16], "middle": 32, "batchnorm": True},
+        optimizer={"name": "adam", "lr": 2e-3},
+        schedule={"name": "scheduled", "start": 2, "duration": 0.5, "intermission": 0,
+                  "mode": "batch"},
+        surrogate="straight-through",
+        epochs=8,
+        lr_schedule="cosine",
+        batch_size=64,
+        val_every=1,
+    )
+
+
 PRESETS: dict[str, TrainConfig] = {
     "mnist-dense": _dense("mnist-dense", "mnist"),
     "fashion-dense": _dense("fashion-dense", "fashion-mnist"),
@@ -124,6 +170,10 @@ PRESETS: dict[str, TrainConfig] = {
     "fashion-cnn": _cnn("fashion-cnn", "fashion-mnist"),
     "cifar10-cnn": _cifar10_cnn(),
     "cifar10-vgg-wide": _cifar10_vgg_wide(),
+    "mnist-autoencoder": _autoencoder("mnist-autoencoder", "mnist"),
+    "fashion-autoencoder": _autoencoder("fashion-autoencoder", "fashion-mnist"),
+    "mnist-autoencoder-binary": _autoencoder("mnist-autoencoder-binary", "mnist", "binary"),
+    "digits-segmentation": _digits_segmentation(),
 }
 
 

@@ -72,6 +72,7 @@ class ConfigError(ValueError):
 
 DATASET_SHAPES: dict[str, tuple[int, int, int]] = {
     "mnist": (1, 28, 28),
+    "mnist-segmentation": (1, 64, 64),
     "fashion-mnist": (1, 28, 28),
     "cifar10": (3, 32, 32),
     "cifar100": (3, 32, 32),
@@ -79,8 +80,18 @@ DATASET_SHAPES: dict[str, tuple[int, int, int]] = {
 """Input shape ``(C, H, W)`` of each dataset a configuration may name (``dataset``)."""
 
 DATASET_CLASSES: dict[str, int] = {"mnist": 10, "fashion-mnist": 10, "cifar10": 10,
-                                   "cifar100": 100}
-"""Classes of each dataset: ``key.classes`` must equal it."""
+                                   "cifar100": 100, "mnist-segmentation": 11}
+"""Classes of each dataset (per pixel for ``mnist-segmentation``: background and ten digits):
+a classifier's ``key.classes`` must equal it."""
+
+DATASET_TASKS: dict[str, tuple[str, ...]] = {
+    "mnist": ("classification", "reconstruction"),
+    "fashion-mnist": ("classification", "reconstruction"),
+    "cifar10": ("classification", "reconstruction"),
+    "cifar100": ("classification", "reconstruction"),
+    "mnist-segmentation": ("segmentation",),
+}
+"""The tasks each dataset can train (reconstruction needs only the images)."""
 
 ALLOCATIONS = ("bottom-up", "uniform")
 """Values of ``schedule.allocation``: how a schedule's model sharpness is spread over layers."""
@@ -281,6 +292,12 @@ MODEL_KEYS: dict[str, dict[str, Checker]] = {
                       "batchnorm": check_bool},
     "vgg-cnn": {"in_channels": _integer(1), "image_size": _integer(1), "widths": _int_list(1),
                 "dense_width": _integer(1, MAX_WIDTH), "batchnorm": check_bool},
+    "autoencoder": {"in_features": _integer(1), "hidden": _int_list(0),
+                    "code": _integer(1, MAX_WIDTH), "batchnorm": check_bool,
+                    "output": _choice("readout", "binary")},
+    "segmentation-cnn": {"in_channels": _integer(1), "image_size": _integer(1),
+                         "classes": _integer(2), "widths": _int_list(1),
+                         "middle": _integer(1, MAX_WIDTH), "batchnorm": check_bool},
 }
 """Keyword arguments of each architecture in ``config.model`` (besides ``arch``) and their
 checks; the keys equal the builder's keywords other than ``key`` and ``act``."""
@@ -291,8 +308,9 @@ def _pools(arch: str, spec: Mapping[str, Any]) -> int:
     """Max-pooling stages of a convolutional architecture (0 for ``dense``)."""
     if arch == "whetstone-cnn":
         return 2
-    if arch == "vgg-cnn":
-        return len(spec.get("widths", (64, 128, 256)))
+    if arch in ("vgg-cnn", "segmentation-cnn"):
+        default = (64, 128, 256) if arch == "vgg-cnn" else (8, 32)
+        return len(spec.get("widths", default))
     return 0
 
 
@@ -309,7 +327,7 @@ def _check_model(model: Any, dataset: str) -> None:
             checker(spec[key], f"model.{key}")
     channels, height, width = DATASET_SHAPES[dataset]
     expected = {"in_features": channels * height * width, "in_channels": channels,
-                "image_size": height}
+                "image_size": height, "classes": DATASET_CLASSES[dataset]}
     for key, value in expected.items():
         if key in spec and spec[key] != value:
             raise ConfigError(f"{dataset} gives {value}, got {_show(spec[key])} (leave it out: "
@@ -319,6 +337,10 @@ def _check_model(model: Any, dataset: str) -> None:
         if height // 2**pools < 1:
             raise ConfigError(f"{pools} max-pooling stages leave nothing of {dataset}'s "
                               f"{height}x{width} images", "model")
+        if arch == "segmentation-cnn" and (height % 2**pools or width % 2**pools):
+            raise ConfigError(f"{pools} pooling and upsampling stages need image sides "
+                              f"divisible by {2**pools}; {dataset} has {height}x{width}",
+                              "model.widths")
 
 
 # ------------------------------------------------------------------------------------ key
@@ -559,6 +581,33 @@ def _check_names(config: TrainConfig) -> None:
     check_name(config.precision, "precision", PRECISIONS, "precision")
 
 
+def _check_task(config: TrainConfig) -> None:
+    """``task`` names a task the dataset and the architecture serve; classification-only
+    settings (``label_smoothing``, a ``teacher``) and, for segmentation, ``augment`` (it would
+    move the images but not their masks) are refused for the other tasks."""
+    from ..tasks import TASKS
+    from .architectures import ARCHITECTURE_TASKS
+
+    check_name(config.task, "task", TASKS, "task")
+    if config.task not in DATASET_TASKS[config.dataset]:
+        raise ConfigError(f"{config.dataset} trains {', '.join(DATASET_TASKS[config.dataset])}"
+                          f", not {config.task}", "task")
+    arch = config.model.get("arch") if isinstance(config.model, Mapping) else None
+    if arch in ARCHITECTURE_TASKS and ARCHITECTURE_TASKS[arch] != config.task:
+        raise ConfigError(f"architecture {arch!r} serves {ARCHITECTURE_TASKS[arch]}, not "
+                          f"{config.task}", "model.arch")
+    if config.task != "classification":
+        if config.label_smoothing:
+            raise ConfigError(f"label smoothing is for classification, not {config.task}",
+                              "label_smoothing")
+        if config.teacher:
+            raise ConfigError(f"distillation is for classification, not {config.task}",
+                              "teacher")
+    if config.task == "segmentation" and config.augment not in (None, "none"):
+        raise ConfigError("augmentation moves the images but not their masks; leave it out "
+                          "for segmentation", "augment")
+
+
 def _check_optimizer_builds(config: TrainConfig) -> None:
     """Build the optimizer once on a stand-in parameter: its own checks refuse here."""
     import torch
@@ -577,9 +626,10 @@ def validate_config(config: TrainConfig) -> None:
     problem, naming the field.
 
     Checked: ``name`` (non-empty string); ``dataset`` (one of :data:`DATASET_SHAPES`);
-    ``model`` (``arch`` and that architecture's keywords, :data:`MODEL_KEYS`: positive
-    widths, ``dropout`` in [0, 1), sizes that match the dataset); ``activation``; ``key``
-    (``classes`` equal to the dataset's, ``width >= classes``, ``overlapping`` boolean,
+    ``task`` (:func:`_check_task`); ``model`` (``arch`` and that architecture's keywords,
+    :data:`MODEL_KEYS`: positive widths, ``dropout`` in [0, 1), sizes that match the
+    dataset); ``activation``; ``key`` (for classification only: ``classes`` equal to the
+    dataset's, ``width >= classes``, ``overlapping`` boolean,
     ``seed``; widths at most :data:`MAX_WIDTH`); ``optimizer`` (``name``; ``lr`` finite
     >= 0; ``clip_grad_norm`` finite > 0; only the optimizer's own keywords, numbers finite
     and >= 0, ``betas`` in [0, 1), flags boolean; built once); ``schedule`` (``name``,
@@ -597,8 +647,10 @@ def validate_config(config: TrainConfig) -> None:
     check_integer(config.seed, "seed", 0, MAX_SEED)
     check_integer(config.val_every, "val_every", 1, MAX_COUNT)
     check_number(config.label_smoothing, "label_smoothing", 0.0, 1.0, max_open=True)
+    _check_task(config)
     _check_model(config.model, config.dataset)
-    _check_key(config.key, config.dataset)
+    if config.task == "classification":
+        _check_key(config.key, config.dataset)
     _check_optimizer(config.optimizer)
     _check_schedule(config.schedule)
     _check_alternatives(config.schedule_alternatives)

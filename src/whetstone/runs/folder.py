@@ -37,13 +37,20 @@ from ..presets.build import (
     build_model,
     build_optimizer,
     build_sharpener,
+    build_task,
     check_device,
     check_teacher,
     conventional_twin,
     gradient_clip,
 )
 from ..presets.config import TrainConfig
-from ..sharpening.allocation import get_layer_sharpness, is_fully_sharp, sharpenable_layers
+from ..sharpening.allocation import (
+    fully_sharpened,
+    get_layer_sharpness,
+    is_fully_sharp,
+    sharpenable_layers,
+)
+from ..tasks import Agreement, Task
 from ..training.augment import Augmented, parse_augment
 from ..training.distributed import Distributed, init_distributed
 from ..training.history import History
@@ -51,8 +58,7 @@ from ..training.loop import (
     LoopState,
     TrainingError,
     TrainingInterrupted,
-    evaluate,
-    evaluate_binary,
+    evaluate_metrics,
     fit,
 )
 from .checkpoint import CHECKPOINT, read_checkpoint, restore_checkpoint, save_checkpoint
@@ -87,19 +93,42 @@ def versions() -> dict[str, str]:
 
 @dataclass
 class Split:
-    """A dataset split as float tensors: ``x`` ``(N, C, H, W)`` in ``[0, 1]``, ``y`` ``(N,)``."""
+    """A dataset split as float tensors: ``x`` ``(N, C, H, W)`` in ``[0, 1]``, ``y`` the labels
+    ``(N,)`` (or, for a segmentation set, the masks ``(N, H, W)``)."""
 
     x: torch.Tensor
     y: torch.Tensor
 
 
+def _load_segmentation(split: str, data_dir: str | Path | None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    from ..data.segmentation import load_segmentation
+
+    return load_segmentation(split, data_dir)
+
+
+GENERATED_DATASETS = {"mnist-segmentation": _load_segmentation}
+"""Datasets composed from others (uint8 images ``(N, C, H, W)`` and int64 targets)."""
+
+
 def load_split(dataset: str, split: str, data_dir: str | Path | None = None,
                limit: int | None = None) -> Split:
     """Load ``split`` of ``dataset`` as floats ``/255``; ``limit`` keeps the first samples."""
+    if dataset in GENERATED_DATASETS:
+        images, labels = GENERATED_DATASETS[dataset](split, data_dir)
+        if limit is not None:
+            images, labels = images[:limit], labels[:limit]
+        return Split(images.float().div_(255.0), labels.long())
     images, labels = load(dataset, split, data_dir=data_dir)
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     return Split(to_float(images), labels.long())
+
+
+def eval_batch_size(task: Task) -> int:
+    """Samples per evaluation batch: 1000, or 100 for segmentation (its per-pixel scores are
+    ``classes x H x W`` values per sample)."""
+    return 100 if task.name == "segmentation" else 1000
 
 
 def load_teacher(config: TrainConfig, device: str = "cpu") -> nn.Module | None:
@@ -316,7 +345,8 @@ def _train_into(config: TrainConfig, partial: Path, out: Path, train: Split, val
         shift, flip = parse_augment(config.augment)
         train_loader = Augmented(train_loader, max_shift=shift, seed=config.seed + rank,
                                  flip=flip)
-    val_loader = ArrayLoader(val.x, val.y, 1000)
+    task = build_task(config)
+    val_loader = ArrayLoader(val.x, val.y, eval_batch_size(task))
     start = None
     if resume:
         start, _ = restore_checkpoint(partial / CHECKPOINT, model, optimizer, scheduler,
@@ -349,7 +379,7 @@ def _train_into(config: TrainConfig, partial: Path, out: Path, train: Split, val
                 val_every=config.val_every,
                 channels_last=any(isinstance(m, nn.Conv2d) for m in model.modules()),
                 scheduler=scheduler,
-                loss_fn=torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
+                task=task,
                 clip_grad_norm=gradient_clip(config),
                 teacher=teacher if distillation is not None else None,
                 distillation=distillation,
@@ -370,11 +400,16 @@ def _train_into(config: TrainConfig, partial: Path, out: Path, train: Split, val
     checksum = (save_weights(model, partial / WEIGHTS,
                              metadata={"format": "whetstone-run", "version": __version__})
                 if main else tensors_sha256(state_tensors(model)))
-    test_loader = ArrayLoader(test.x, test.y, 1000)
+    test_loader = ArrayLoader(test.x, test.y, eval_batch_size(task))
     t_test = time.perf_counter()
-    test_current = evaluate(model, test_loader, device)
-    test_binary = (test_current if is_fully_sharp(model)
-                   else evaluate_binary(model, test_loader, device))
+    metrics_current = evaluate_metrics(model, test_loader, device, task)
+    if is_fully_sharp(model):
+        metrics_binary = metrics_current
+    else:
+        with fully_sharpened(model):
+            metrics_binary = evaluate_metrics(model, test_loader, device, task)
+    primary = task.meter().primary
+    test_current, test_binary = metrics_current[primary], metrics_binary[primary]
     test_seconds = time.perf_counter() - t_test
     val_binary = [r.val_accuracy_binary for r in history if r.val_accuracy_binary is not None]
     summary = {
@@ -383,6 +418,10 @@ def _train_into(config: TrainConfig, partial: Path, out: Path, train: Split, val
         "seed": config.seed,
         "epochs": len(history),
         "schedule": config.schedule.get("name"),
+        "task": config.task,
+        "metric": primary,
+        "test_metrics": metrics_current,
+        "test_metrics_binary": metrics_binary,
         "test_accuracy": test_current,
         "test_accuracy_binary": test_binary,
         "val_accuracy": history[-1].val_accuracy,
@@ -449,6 +488,21 @@ def load_run(path: str | Path) -> Run:
     return Run(path, config, model, history)
 
 
+def score_network(net: Any, x: torch.Tensor, y: torch.Tensor, task: Task,
+                  batch_size: int | None = None) -> dict[str, Any]:
+    """Every score of ``task``'s meter for the spiking network ``net`` (the numpy runtime, in
+    float64) on the inputs ``x`` and their labels or masks ``y``."""
+    from ..runtime import run as run_network
+
+    meter = task.meter()
+    step = batch_size or eval_batch_size(task)
+    for start in range(0, len(x), step):
+        xb, yb = x[start:start + step], y[start:start + step]
+        out = torch.from_numpy(run_network(net, xb.numpy(), dtype=np.float64))
+        meter.update(out, task.target(xb, yb))
+    return meter.compute()
+
+
 def evaluate_run(
     path: str | Path,
     data_dir: str | Path | None = None,
@@ -457,37 +511,61 @@ def evaluate_run(
     limit: int | None = None,
     spiking: bool = True,
 ) -> dict[str, Any]:
-    """Accuracy of a run's model at its saved sharpness and fully binary, on ``split``.
+    """The task's scores of a run's model at its saved sharpness and fully binary, on ``split``.
 
-    With ``spiking`` (and a fully sharpened model) the model is also converted to a
-    :class:`~whetstone.runtime.SpikingNetwork` of threshold neurons and run by the numpy
-    runtime: ``accuracy_spiking`` and ``spiking_agreement`` (the fraction of samples whose
-    predicted class equals the torch model's).
+    ``metrics``, ``metrics_binary`` (every score of the task's meter: accuracy; MSE and PSNR;
+    pixel accuracy and IoU) and, under ``metric``'s name, the primary score in ``accuracy`` and
+    ``accuracy_binary``. With ``spiking`` (and a fully sharpened model) the model is also
+    converted to a :class:`~whetstone.runtime.SpikingNetwork` of threshold neurons and run by
+    the numpy runtime in float64: ``metrics_spiking`` (``accuracy_spiking``), and
+    ``agreement``, its decisions against the torch model's run in float64 (the same
+    function: ``agreement`` the fraction of equal classes, or pixels; for real-valued
+    readouts also ``max_abs_difference``); ``spiking_agreement`` is ``agreement["agreement"]``.
     """
+    import copy
+
     run = load_run(path)
+    task = build_task(run.config)
     data = load_split(run.config.dataset, split, data_dir, limit)
-    loader = ArrayLoader(data.x, data.y, 1000)
+    loader = ArrayLoader(data.x, data.y, eval_batch_size(task))
     run.model.to(device)
+    metrics = evaluate_metrics(run.model, loader, device, task)
+    with fully_sharpened(run.model):
+        metrics_binary = evaluate_metrics(run.model, loader, device, task)
+    primary = task.meter().primary
     result: dict[str, Any] = {
         "run": str(run.path),
         "dataset": run.config.dataset,
+        "task": run.config.task,
+        "metric": primary,
         "split": split,
-        "samples": int(data.y.numel()),
+        "samples": int(len(data.x)),
         "sharpness": get_layer_sharpness(run.model),
         "layers": len(sharpenable_layers(run.model)),
-        "accuracy": evaluate(run.model, loader, device),
-        "accuracy_binary": evaluate_binary(run.model, loader, device),
+        "metrics": metrics,
+        "metrics_binary": metrics_binary,
+        "metrics_spiking": None,
+        "agreement": None,
+        "accuracy": metrics[primary],
+        "accuracy_binary": metrics_binary[primary],
         "accuracy_spiking": None,
         "spiking_agreement": None,
     }
     if spiking and is_fully_sharp(run.model):
         from ..conversion import to_spiking
-        from ..runtime import predict
+        from ..runtime import run as run_network
 
-        net = to_spiking(run.model.cpu())
-        ours = predict(net, data.x.numpy())
+        model = run.model.cpu().eval()
+        net = to_spiking(model)
+        exact = copy.deepcopy(model).double()
+        meter, agreement = task.meter(), Agreement(task)
         with torch.no_grad():
-            torch_pred = torch.cat([run.model(xb).argmax(1) for xb, _ in loader]).numpy()
-        result["accuracy_spiking"] = float((ours == data.y.numpy()).mean())
-        result["spiking_agreement"] = float((ours == torch_pred).mean())
+            for xb, yb in loader:
+                ours = torch.from_numpy(run_network(net, xb.numpy(), dtype=np.float64))
+                meter.update(ours, task.target(xb, yb))
+                agreement.update(exact(xb.double()), ours)
+        result["metrics_spiking"] = meter.compute()
+        result["agreement"] = agreement.compute()
+        result["accuracy_spiking"] = result["metrics_spiking"][primary]
+        result["spiking_agreement"] = result["agreement"]["agreement"]
     return result
