@@ -108,3 +108,9 @@ def test_unflatten_and_pool_readouts() -> None:
     assert ops["layers"][-1]["readout"] and ops["layers"][-1]["output_shape"] == [4]
     pool = SpikingNetwork([Threshold(0.5), SumPool2d(2, 2, scale=0.25)])
     assert synaptic_ops(pool, np.ones((1, 1, 2, 2)))["readout"] == {"kind": "pool", "index": 1}
+
+
+def test_no_accuracy_for_a_spiking_output() -> None:
+    net = SpikingNetwork([Affine(np.eye(3), np.zeros(3)), Threshold(0.5)])
+    stats = network_stats(net, np.eye(3), y=np.arange(3))
+    assert stats["accuracy"] is None and stats["readout"] == {"kind": "spikes", "index": 1}

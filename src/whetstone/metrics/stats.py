@@ -50,7 +50,9 @@ def network_stats(net: SpikingNetwork, x: np.ndarray, y: np.ndarray | None = Non
     Keys that do not apply to a primitive are ``None``. ``y`` (optional) adds the accuracy
     of the argmax of the last output over axis 1: ``y`` ``(N,)`` class indices for outputs
     ``(N, C)``, or ``(N, H, W)`` per-pixel classes for outputs ``(N, C, H, W)`` (then the
-    accuracy is the pixel accuracy, the mean over all ``N H W`` pixels).
+    accuracy is the pixel accuracy, the mean over all ``N H W`` pixels). A network whose
+    readout is ``"spikes"`` or ``"identity"`` has no scores to rank: its accuracy is
+    ``None`` whatever ``y`` is.
     """
     tr = trace(net, x, batch_size)
     ops = _synops_from(net, tr)
@@ -93,7 +95,7 @@ def network_stats(net: SpikingNetwork, x: np.ndarray, y: np.ndarray | None = Non
                               if total["dense_mac"] else None),
     )
     accuracy = None
-    if y is not None:
+    if y is not None and net.readout not in ("spikes", "identity"):
         y = np.asarray(y)
         out = tr.outputs if tr.outputs.ndim >= 2 else tr.outputs.reshape(tr.samples, -1)
         pred = out.argmax(axis=1)
