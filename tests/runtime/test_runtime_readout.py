@@ -143,3 +143,11 @@ def test_new_primitives_round_trip_the_file(tmp_path: Path) -> None:
         assert back.readout == net.readout
         np.testing.assert_array_equal(run(back, x), run(net, x))
     assert "Upsample2d(scale=[2, 2])" in repr(nets["conv2d"])
+
+
+def test_upsample_scale_is_bounded():
+    from whetstone.runtime.primitives import MAX_UPSAMPLE, Upsample2d
+
+    assert Upsample2d((MAX_UPSAMPLE, 1)).scale == (MAX_UPSAMPLE, 1)
+    with pytest.raises(ValueError, match="exceeds"):
+        Upsample2d((1, MAX_UPSAMPLE + 1))

@@ -185,7 +185,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
                               "--plot" if args.plot else "output")
     net = _network(args.run)
     x, y, name = _data(args.run, None, "test", args.limit, args.data_dir)
-    stats = {**network_stats(net, x, y), MODEL_HASH_KEY: net.metadata.get(MODEL_HASH_KEY)}
+    labels = y if _task(args.run).discrete else None  # a reconstruction has no classes to score
+    stats = {**network_stats(net, x, labels), MODEL_HASH_KEY: net.metadata.get(MODEL_HASH_KEY)}
     atomic_write_text(Path(args.run) / "stats.json", json.dumps(stats, indent=2) + "\n")
     plot = Path(args.plot) if args.plot else Path(args.run) / "stats.png"
     plot_stats(stats, plot, title=f"{args.run} ({name} test, {len(y)} samples)")

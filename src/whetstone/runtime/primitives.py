@@ -169,6 +169,10 @@ class Flatten(Primitive):
     kind: ClassVar[str] = "Flatten"
 
 
+MAX_UPSAMPLE = 64
+"""Largest :class:`Upsample2d` factor per axis accepted (a bound against forged files)."""
+
+
 @dataclass(frozen=True, eq=False)
 class Upsample2d(Primitive):
     """Nearest-neighbour upsampling by integer factors ``scale = (sh, sw)``:
@@ -184,7 +188,11 @@ class Upsample2d(Primitive):
     kind: ClassVar[str] = "Upsample2d"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "scale", _pair(self.scale, "Upsample2d.scale", 1))
+        scale = _pair(self.scale, "Upsample2d.scale", 1)
+        if max(scale) > MAX_UPSAMPLE:
+            raise ValueError(f"Upsample2d.scale {scale} exceeds {MAX_UPSAMPLE} per axis (a "
+                             "file declaring a huge scale would exhaust memory when run)")
+        object.__setattr__(self, "scale", scale)
 
 
 @dataclass(frozen=True, eq=False)
