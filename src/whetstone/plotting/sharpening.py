@@ -18,6 +18,10 @@ def _pyplot():  # noqa: ANN202
     return plt
 
 
+DB_METRICS = ("psnr", "psnr_of_mse")
+"""Scores drawn in decibels; every other score is a fraction drawn as a percentage."""
+
+
 def plot_history(history: History, path: str | Path, title: str = "") -> Path:
     """Save a three-panel figure of ``history`` to ``path`` (PNG); returns the path."""
     plt = _pyplot()
@@ -32,19 +36,26 @@ def plot_history(history: History, path: str | Path, title: str = "") -> Path:
     axes[1].plot(epochs, history.column("train_loss"), color="black")
     axes[1].set_ylabel("training loss")
     axes[1].set_yscale("log")
-    for name, label in (("train_accuracy", "train (current s)"),
-                        ("val_accuracy", "validation (current s)"),
-                        ("val_accuracy_binary", "validation (fully binary)")):
-        pts = [(e, 100 * v) for e, v in zip(epochs, history.column(name), strict=True)
+    last = history[-1] if history else None
+    metric = last.metric if last is not None else "accuracy"
+    val_metric = last.val_metric if last is not None else "accuracy"
+    fraction = metric not in DB_METRICS  # fractions are drawn as percentages
+    scale = 100.0 if fraction else 1.0
+    names = (metric,) if metric == val_metric else (metric, val_metric)
+    for name, label in (("train_accuracy", f"train {metric} (current s)"),
+                        ("val_accuracy", f"validation {val_metric} (current s)"),
+                        ("val_accuracy_binary", f"validation {val_metric} (fully binary)")):
+        pts = [(e, scale * v) for e, v in zip(epochs, history.column(name), strict=True)
                if v is not None]
         if pts:
             xs, ys = zip(*pts, strict=True)
             axes[2].plot(xs, ys, marker=".", label=label)
-    axes[2].set_ylabel("accuracy (%)")
+    unit = " (%)" if fraction else " (dB)"
+    axes[2].set_ylabel(" / ".join(n.replace("_", " ") for n in names) + unit)
     axes[2].set_xlabel("epoch")
     axes[2].legend(fontsize=8)
-    lo = [100 * v for v in history.column("val_accuracy_binary") if v is not None]
-    if lo:
+    lo = [scale * v for v in history.column("val_accuracy_binary") if v is not None]
+    if lo and fraction:
         axes[2].set_ylim(max(0.0, min(lo[-1], max(lo)) - 10), 100.5)
     for ax in axes:
         ax.grid(alpha=0.3)
