@@ -403,11 +403,12 @@ def main() -> None:
         peers_sinabs,
         precision,
         schedules,
+        tasks,
         tuning,
     )
 
-    for study in (tuning, encoding, optimizers, schedules, activity, precision, peers_direct,
-                  peers_conversion, peers_sinabs, fuzz):
+    for study in (tasks, tuning, encoding, optimizers, schedules, activity, precision,
+                  peers_direct, peers_conversion, peers_sinabs, fuzz):
         out += study.section()
     (ROOT / "BENCHMARKS.md").write_text("\n".join(out))
     print(f"wrote {ROOT / 'BENCHMARKS.md'}")

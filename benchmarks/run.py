@@ -21,6 +21,8 @@ STUDIES: dict[str, str] = {
     "peers-direct": "benchmarks.peers_direct",
     "peers-conversion": "benchmarks.peers_conversion",
     "peers-sinabs": "benchmarks.peers_sinabs",
+    "tasks": "benchmarks.tasks",
+    "rl": "benchmarks.rl",
 }
 """Study name -> module; each module has ``main(argv)``."""
 

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
             history = load_run(run_dir).history
             mine[(name, seed)] = {
                 "recipe": name, "seed": seed, "config": cfg.to_dict(), "run_dir": str(run_dir),
-                "date": summary["date"],
+                "date": summary["date"], "metric": summary.get("metric", "accuracy"),
                 **{k: summary[k] for k in ("val_accuracy", "val_accuracy_binary",
                                            "best_val_accuracy_binary", "fully_sharp", "epochs",
                                            "train_seconds", "val_samples", "train_samples")},
@@ -109,16 +109,22 @@ def section() -> list[str]:
              "epoch (not used to pick checkpoints); *twin*: the recipe's never-sharpened network "
              "(the teacher, for recipes that distil), as trained and simply thresholded.", ""]
     for res in results:
+        first = res["runs"][0]
+        metric = first.get("metric") or {"reconstruction": "psnr", "segmentation": "mean_iou"}.get(
+            first["config"].get("task", "classification"), "accuracy")
+        decibels = metric.startswith("psnr")
+        unit = f"{metric.replace('_', ' ')}, dB" if decibels else (
+            "%" if metric == "accuracy" else f"{metric.replace('_', ' ')}, %")
         lines += [f"### {res['label']}", "",
-                  "| recipe | seeds | val, fully binary (%) | best epoch, binary (%) | "
-                  "twin val, conventional / thresholded (%) | training s |",
+                  f"| recipe | seeds | val, fully binary ({unit}) | best epoch, binary ({unit}) | "
+                  f"twin val, conventional / thresholded ({unit}) | training s |",
                   "|---|---|---|---|---|---|"]
         by_recipe: dict[str, list[dict[str, Any]]] = {}
         for run in res["runs"]:
             by_recipe.setdefault(run["recipe"], []).append(run)
 
-        def pct(values: list[float]) -> str:
-            return f"{100 * statistics.mean(values):.2f}"
+        def pct(values: list[float], scale: float = 1.0 if decibels else 100.0) -> str:
+            return f"{scale * statistics.mean(values):.2f}"
 
         for name, runs in by_recipe.items():
             twins = [r["twin"] for r in runs if r["twin"]]
