@@ -5,23 +5,34 @@ labels ``(N,)``) from the local data folder, fetching and caching them on first 
 is ``"train"``, ``"val"`` (the last 5,000 images of the official training set, held out for
 every choice of recipe, epoch or checkpoint), ``"test"`` or ``"train-full"`` (train + val);
 ``to_float`` turns images into float network inputs and ``ArrayLoader`` batches tensors in
-memory.
+memory. ``load_segmentation`` composes a digit-segmentation set (canvases of non-overlapping
+MNIST digits with 11-class masks) from an MNIST split, deterministically from a seed.
 """
 
 from whetstone.data.cifar import read_cifar_bin
 from whetstone.data.errors import DatasetError
 from whetstone.data.idx import read_idx, write_idx
 from whetstone.data.loader import ArrayLoader, to_float
+from whetstone.data.segmentation import (
+    CANVAS_SIZE,
+    SEGMENTATION_CLASSES,
+    compose_digits,
+    load_segmentation,
+)
 from whetstone.data.sources import DATASETS, SPLITS, VALIDATION_SIZE, default_data_dir, load
 
 __all__ = [
     "DATASETS",
     "ArrayLoader",
+    "CANVAS_SIZE",
     "DatasetError",
+    "SEGMENTATION_CLASSES",
     "SPLITS",
     "VALIDATION_SIZE",
+    "compose_digits",
     "default_data_dir",
     "load",
+    "load_segmentation",
     "read_cifar_bin",
     "read_idx",
     "to_float",
