@@ -20,7 +20,8 @@ from whetstone.sharpening import get_layer_sharpness  # noqa: E402
 
 TINY = DQNConfig(hidden=(16, 16), total_steps=700, sharpen_start=200, layer_duration=150,
                  learning_starts=64, batch_size=32, buffer_size=1000, epsilon_decay_steps=300,
-                 target_update=100, train_every=2)
+                 target_update=100, train_every=2, select_every=100, select_episodes=2,
+                 finetune_lr=1e-4)
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +48,16 @@ def test_sharpening_follows_the_step_schedule(tiny_run: DQNResult) -> None:
     phases = {phase for phase, _ in tiny_run.seen}  # type: ignore[attr-defined]
     assert phases == {"whetstone", "conventional"}
     assert set(tiny_run.seconds) == {"whetstone", "conventional"}
+
+
+def test_snapshot_selection_in_the_binary_phase(tiny_run: DQNResult) -> None:
+    for phase in ("whetstone", "conventional"):
+        sel = tiny_run.selection[phase]
+        assert [e["step"] for e in sel["evaluations"]] == [500, 600, 700]  # sharpen_end = 500
+        scores = [e["mean_return"] for e in sel["evaluations"]]
+        assert sel["selected_return"] == max(scores)
+        latest_best = max(e["step"] for e in sel["evaluations"] if e["mean_return"] == max(scores))
+        assert sel["selected_step"] == latest_best
 
 
 def test_same_seed_same_run(tiny_run: DQNResult) -> None:

@@ -18,6 +18,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+SELECT_SEED = 10_000_000
+"""Reset seeds of the snapshot-selection episodes are ``SELECT_SEED + i``."""
+
 
 def _power_of_two(v: float) -> bool:
     return v > 0 and math.isfinite(v) and math.frexp(v)[0] == 0.5
@@ -54,6 +57,14 @@ class DQNConfig:
         layer_duration: environment steps over which each hidden layer goes from 0 to 1.
         straight_through: fully sharpened layers pass a boxcar straight-through gradient
             (:class:`whetstone.nn.StraightThrough`); the forward stays exactly binary.
+        finetune_lr: Adam learning rate from ``sharpen_end`` on (``None``: ``lr`` throughout).
+        select_every: snapshot selection in the binary phase: from ``sharpen_end`` on, every
+            this many steps and at the last step, the greedy policy plays ``select_episodes``
+            episodes (reset seeds ``SELECT_SEED + i``, apart from any evaluation seeds) and the
+            best-scoring snapshot (latest on ties) is the one returned. ``0``: the final
+            weights are returned. The conventional twin is selected the same way over the same
+            steps.
+        select_episodes: episodes per selection evaluation.
         train_conventional: also train the never-sharpened twin (same seed, same steps).
     """
 
@@ -76,6 +87,9 @@ class DQNConfig:
     sharpen_start: int = 20_000
     layer_duration: int = 10_000
     straight_through: bool = True
+    finetune_lr: float | None = None
+    select_every: int = 0
+    select_episodes: int = 5
     train_conventional: bool = True
 
     def __post_init__(self) -> None:
@@ -106,6 +120,11 @@ class DQNConfig:
                             f"{self.epsilon_end}, {self.epsilon_start}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             problems.append(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+        if self.finetune_lr is not None and not self.finetune_lr > 0:
+            problems.append(f"finetune_lr must be > 0 or None, got {self.finetune_lr}")
+        if self.select_every < 0 or self.select_episodes < 1:
+            problems.append(f"need select_every >= 0 and select_episodes >= 1, got "
+                            f"{self.select_every}, {self.select_episodes}")
         if self.sharpen_start < 0:
             problems.append(f"sharpen_start must be >= 0, got {self.sharpen_start}")
         if self.sharpen_end > self.total_steps:

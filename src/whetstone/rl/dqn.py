@@ -37,8 +37,9 @@ from ..nn.activations import SpikingBReLU
 from ..nn.surrogate import StraightThrough
 from ..runs.folder import seed_everything
 from ..sharpening import StepSharpener, get_layer_sharpness, is_fully_sharp
-from .config import DQNConfig
+from .config import SELECT_SEED, DQNConfig
 from .envs import make_env
+from .policy import evaluate_policy
 
 CurvePoint = dict[str, Any]
 """One finished training episode: ``step`` (environment steps so far), ``episode`` (0-based),
@@ -141,8 +142,10 @@ class DQNResult:
 
     ``model`` (sharpened, every hidden layer at 1) and ``conventional`` (never sharpened, or
     ``None``) take raw observations (the observation scale is folded in); ``curve`` and
-    ``conventional_curve`` hold one :data:`CurvePoint` per training episode; ``seconds``
-    the wall time of each training (``"whetstone"``, ``"conventional"``).
+    ``conventional_curve`` hold one :data:`CurvePoint` per training episode; ``selection``
+    per phase the snapshot evaluations (``[{"step", "mean_return"}]``) and the selected step
+    (``config.select_every > 0``); ``seconds`` the wall time of each training
+    (``"whetstone"``, ``"conventional"``).
     """
 
     config: DQNConfig
@@ -151,6 +154,7 @@ class DQNResult:
     curve: list[CurvePoint]
     conventional: nn.Sequential | None = None
     conventional_curve: list[CurvePoint] = field(default_factory=list)
+    selection: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -173,20 +177,25 @@ def train_dqn(config: DQNConfig, seed: int, progress: bool = True,
     """
     result = DQNResult(config=config, seed=seed, model=nn.Sequential(), curve=[])
     start = time.perf_counter()
-    result.model, result.curve = _train(config, seed, True, progress, on_episode)
+    result.model, result.curve, selection = _train(config, seed, True, progress, on_episode)
     result.seconds["whetstone"] = time.perf_counter() - start
+    if selection:
+        result.selection["whetstone"] = selection
     if config.train_conventional:
         start = time.perf_counter()
-        result.conventional, result.conventional_curve = _train(
+        result.conventional, result.conventional_curve, selection = _train(
             config, seed, False, progress, on_episode)
         result.seconds["conventional"] = time.perf_counter() - start
+        if selection:
+            result.selection["conventional"] = selection
     return result
 
 
 def _train(config: DQNConfig, seed: int, sharpen: bool, progress: bool,
            on_episode: Callable[[str, CurvePoint], None] | None
-           ) -> tuple[nn.Sequential, list[CurvePoint]]:
-    """One DQN training; returns the model with the observation scale folded in."""
+           ) -> tuple[nn.Sequential, list[CurvePoint], dict[str, Any]]:
+    """One DQN training; returns the (selected) model with the observation scale folded in,
+    the curve and the selection record (empty without selection)."""
     phase = "whetstone" if sharpen else "conventional"
     env = make_env(config.env_id)
     n_obs = int(env.observation_space.shape[0])
@@ -212,6 +221,7 @@ def _train(config: DQNConfig, seed: int, sharpen: bool, progress: bool,
     obs_raw, _ = env.reset(seed=seed)
     obs = np.asarray(obs_raw, np.float32) * scale
     episode_return, losses = 0.0, []
+    selector = _Selector(config) if config.select_every > 0 else None
     try:
         for step in range(config.total_steps):
             eps = config.epsilon(step)
@@ -239,6 +249,11 @@ def _train(config: DQNConfig, seed: int, sharpen: bool, progress: bool,
                 sharpener.on_step(model)
             if done_steps % config.target_update == 0:
                 target.load_state_dict(model.state_dict())
+            if done_steps == config.sharpen_end and config.finetune_lr is not None:
+                for group in optimizer.param_groups:
+                    group["lr"] = config.finetune_lr
+            if selector is not None:
+                selector.maybe_evaluate(model, done_steps)
             if terminated or truncated:
                 layer_s = get_layer_sharpness(model)
                 point: CurvePoint = {
@@ -264,7 +279,51 @@ def _train(config: DQNConfig, seed: int, sharpen: bool, progress: bool,
     if sharpener is not None and not (sharpener.done and is_fully_sharp(model)):
         raise RuntimeError(f"sharpening did not finish: layer sharpness "
                            f"{get_layer_sharpness(model)} after {config.total_steps} steps")
-    return fold_observation_scale(model, config.obs_scale), curve
+    record: dict[str, Any] = {}
+    if selector is not None:
+        record = selector.restore_best(model)
+    return fold_observation_scale(model, config.obs_scale), curve, record
+
+
+class _ScaledPolicy:
+    """The training-time greedy policy: ``Q(obs_scale * obs)`` with the model as it is."""
+
+    def __init__(self, model: nn.Module, scale: tuple[float, ...]) -> None:
+        self.model = model
+        self.scale = np.asarray(scale, np.float32)
+
+    def q_values(self, obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            x = torch.from_numpy(np.asarray(obs, np.float32) * self.scale)
+            return self.model(x).double().numpy()
+
+
+class _Selector:
+    """Snapshot selection in the binary phase (see ``DQNConfig.select_every``)."""
+
+    def __init__(self, config: DQNConfig) -> None:
+        self.config = config
+        self.evaluations: list[dict[str, Any]] = []
+        self.best: tuple[float, int, dict[str, Tensor]] | None = None
+
+    def maybe_evaluate(self, model: nn.Module, step: int) -> None:
+        c = self.config
+        due = step >= c.sharpen_end and ((step - c.sharpen_end) % c.select_every == 0
+                                         or step == c.total_steps)
+        if not due:
+            return
+        score = float(evaluate_policy(_ScaledPolicy(model, c.obs_scale), c.env_id,
+                                      c.select_episodes, SELECT_SEED).returns.mean())
+        self.evaluations.append({"step": step, "mean_return": score})
+        if self.best is None or score >= self.best[0]:
+            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            self.best = (score, step, state)
+
+    def restore_best(self, model: nn.Module) -> dict[str, Any]:
+        assert self.best is not None, "no selection evaluation ran"
+        model.load_state_dict(self.best[2])
+        return {"evaluations": self.evaluations, "selected_step": self.best[1],
+                "selected_return": self.best[0]}
 
 
 def _progress_bar(total: int, phase: str, enabled: bool) -> Any:
