@@ -6,10 +6,13 @@ is ``"train"``, ``"val"`` (the last 5,000 images of the official training set, h
 every choice of recipe, epoch or checkpoint), ``"test"`` or ``"train-full"`` (train + val);
 ``to_float`` turns images into float network inputs and ``ArrayLoader`` batches tensors in
 memory. ``load_segmentation`` composes a digit-segmentation set (canvases of non-overlapping
-MNIST digits with 11-class masks) from an MNIST split, deterministically from a seed.
+MNIST digits with 11-class masks) from an MNIST split, deterministically from a seed;
+``load_coco_masks`` reads binary masks of one category (e.g. COCO people) from COCO-format
+instance annotations.
 """
 
 from whetstone.data.cifar import read_cifar_bin
+from whetstone.data.coco import load_coco_masks, polygon_mask, rle_decode
 from whetstone.data.errors import DatasetError
 from whetstone.data.idx import read_idx, write_idx
 from whetstone.data.loader import ArrayLoader, to_float
@@ -32,9 +35,12 @@ __all__ = [
     "compose_digits",
     "default_data_dir",
     "load",
+    "load_coco_masks",
     "load_segmentation",
+    "polygon_mask",
     "read_cifar_bin",
     "read_idx",
+    "rle_decode",
     "to_float",
     "write_idx",
 ]
