@@ -56,15 +56,15 @@ at most, before the canvas falls back to a placement in grid cells (see
 #: changes the bytes produced for a seed).
 _BLOCK = 2048
 
-
-def _block_size(size: int) -> int:
-    return min(_BLOCK, max(16, 2**22 // (size - DIGIT_SIZE + 1) ** 2))
-
 #: A round of placement tries over at least ``_HOPELESS_ROUND`` canvases that places fewer
 #: than ``_HOPELESS_RATE`` of them ends the tries of its block (the canvases left are then
 #: placed in grid cells): such a layout needs many tries per canvas.
 _HOPELESS_ROUND = 32
 _HOPELESS_RATE = 0.125
+
+
+def _block_size(size: int) -> int:
+    return min(_BLOCK, max(16, 2**22 // (size - DIGIT_SIZE + 1) ** 2))
 
 
 def placement_capacity(size: int) -> int:
