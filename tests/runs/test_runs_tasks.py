@@ -17,7 +17,7 @@ from whetstone.runs import evaluate_run, load_run, load_split
 from whetstone.runtime import run as run_network
 
 QUICK = ('epochs = 2\n'
-         '[schedule]\nname = "scheduled"\nstart = 0\nduration = 0.5\nintermission = 0\n')
+         '[schedule]\nname = "scheduled"\nstart = 0\nduration = 0.25\nintermission = 0\n')
 
 
 def _train(tmp_path: Path, preset: str, limits: list[str]) -> Path:
