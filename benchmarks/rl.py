@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> None:
         evaluation = evaluate_policies(trained.model, trained.conventional, config.env_id,
                                        args.episodes, args.eval_seed)
         result["seeds"].append({
-            "seed": seed, "train_seconds": trained.seconds, "evaluation": evaluation,
+            "seed": seed, "train_seconds": trained.seconds, "selection": trained.selection,
+            "evaluation": evaluation,
             "curve": _compact_curve(trained.curve),
             "conventional_curve": _compact_curve(trained.conventional_curve)})
         result["summary"] = _aggregate(result["seeds"])

@@ -69,27 +69,27 @@ class DQNConfig:
     """
 
     env_id: str = "CartPole-v1"
-    hidden: tuple[int, ...] = (64, 64)
+    hidden: tuple[int, ...] = (128, 128)
     obs_scale: tuple[float, ...] = (0.5, 0.5, 4.0, 0.5)
     lr: float = 1e-3
-    gamma: float = 0.99
-    buffer_size: int = 50_000
+    gamma: float = 0.98
+    buffer_size: int = 40_000
     batch_size: int = 64
     learning_starts: int = 1_000
-    train_every: int = 1
+    train_every: int = 2
     epsilon_start: float = 1.0
     epsilon_end: float = 0.02
-    epsilon_decay_steps: int = 10_000
-    target_update: int = 500
+    epsilon_decay_steps: int = 8_000
+    target_update: int = 250
     double_dqn: bool = True
     grad_clip: float | None = 10.0
-    total_steps: int = 60_000
-    sharpen_start: int = 20_000
-    layer_duration: int = 10_000
+    total_steps: int = 40_000
+    sharpen_start: int = 12_000
+    layer_duration: int = 6_000
     straight_through: bool = True
-    finetune_lr: float | None = None
-    select_every: int = 0
-    select_episodes: int = 5
+    finetune_lr: float | None = 2e-4
+    select_every: int = 1_000
+    select_episodes: int = 10
     train_conventional: bool = True
 
     def __post_init__(self) -> None:
