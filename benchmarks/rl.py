@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> None:
     curves: dict[str, list[dict[str, Any]]] = {}
     for seed in args.seeds:
         trained = train_dqn(config, seed, progress=False)
-        evaluation = evaluate_policies(trained.model, trained.conventional, config.env_id,
-                                       args.episodes, args.eval_seed)
+        evaluation = evaluate_policies(trained.model, trained.conventional, args.episodes,
+                                       args.eval_seed, config.env_id)
         result["seeds"].append({
             "seed": seed, "train_seconds": trained.seconds, "selection": trained.selection,
             "evaluation": evaluation,

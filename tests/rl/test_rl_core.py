@@ -193,3 +193,11 @@ def test_import_without_gymnasium_and_clear_error_when_an_env_is_needed() -> Non
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True)
     assert "ERR" in out.stdout and "pip install 'whetstone[rl]'" in out.stdout
+
+
+def test_make_env_rejects_continuous_actions() -> None:
+    pytest.importorskip("gymnasium")
+    from whetstone.rl import make_env
+
+    with pytest.raises(ValueError, match="Pendulum-v1: DQN needs a Discrete action space"):
+        make_env("Pendulum-v1")

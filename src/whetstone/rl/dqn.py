@@ -17,6 +17,13 @@ target network, Adam, a :class:`~whetstone.sharpening.StepSharpener`):
 4. ``sharpener.on_step(model)``: model sharpness ``m = clip((t - start) / (N d), 0, 1)``;
 5. every ``target_update`` steps the target network becomes a copy of the online one.
 
+From ``sharpen_end`` on (every hidden layer binary) Adam's learning rate is
+``finetune_lr``, and with ``select_every > 0`` the greedy policy is scored every
+``select_every`` steps on fixed selection episodes; the best snapshot is returned (see
+:class:`~whetstone.rl.config.DQNConfig`). The conventional twin runs the same loop without
+the sharpener (its layers stay at sharpness 0), with the same learning-rate change and
+selection steps.
+
 Determinism: the seed fixes torch (initialisation), one numpy ``Generator`` (exploration and
 replay sampling) and the environment (``reset(seed=seed)`` once, its own RNG after that).
 """

@@ -147,13 +147,16 @@ def action_agreement(a: Evaluation, b: Evaluation) -> dict[str, Any]:
 
 
 def evaluate_policies(model: nn.Sequential, conventional: nn.Sequential | None,
-                      env_id: str = "CartPole-v1", episodes: int = 100,
-                      seed: int = 1_000_000) -> dict[str, Any]:
+                      episodes: int = 100, seed: int = 1_000_000,
+                      env_id: str = "CartPole-v1") -> dict[str, Any]:
     """Evaluate the conventional, the fully binary torch and the spiking policy.
 
     ``model`` must be fully sharpened; it is converted with
     :func:`whetstone.conversion.to_spiking` and run by the numpy runtime (float64) inside the
-    environment loop; the binary torch policy runs ``model`` in float64. Returns (JSON-ready)::
+    environment loop; the binary torch policy runs ``model`` in float64; the conventional
+    policy runs ``conventional`` (if given) in float32. Episode ``i`` of every policy resets
+    with seed ``seed + i`` (keep these apart from the training's selection seeds,
+    :data:`whetstone.rl.config.SELECT_SEED` and up). Returns (JSON-ready)::
 
         {"env_id", "episodes", "seed",
          "conventional": summary | None, "binary_torch": summary, "spiking": summary,
