@@ -1,7 +1,8 @@
 """Beyond classification (issue 12): a preset's conventional, fully binary and spiking networks.
 
 For each seed: train the preset (every layer sharpened to 1) and the same network never
-sharpened (the conventional twin); both train on ``train`` and are validated on ``val``; each
+sharpened (the conventional twin, which the issue-12 presets train beside their run); both
+train on ``train`` and are validated on ``val``; each
 finished network is scored once on the full test set: the conventional one as trained and
 simply thresholded, the sharpened one in torch and as the converted spiking network (numpy
 runtime, float64), whose outputs are compared with the float64 torch model's. The spiking
@@ -109,12 +110,15 @@ def main(argv: list[str] | None = None) -> None:
             config = config.merged({"epochs": 2, "finetune_epochs": 0,
                                     "schedule": {"name": "scheduled", "start": 0,
                                                  "duration": 0.5, "intermission": 0}})
-        twin = conventional_twin(config)
         base = args.runs_dir / label
         t0 = time.perf_counter()
-        conv_dir, sharp_dir = base / f"conventional-seed{seed}", base / f"sharpened-seed{seed}"
-        conv_summary = _trained(twin, conv_dir, limits)
+        sharp_dir = base / f"sharpened-seed{seed}"
+        if not config.twin:  # the preset's run trains its twin beside it otherwise
+            _trained(conventional_twin(config), base / f"conventional-seed{seed}", limits)
         sharp_summary = _trained(config, sharp_dir, limits)
+        conv_dir = (Path(sharp_summary["twin"]) if sharp_summary.get("twin")
+                    else base / f"conventional-seed{seed}")
+        conv_summary = json.loads((conv_dir / "summary.json").read_text())
         limit = limits.get("test_limit")
         conv_eval = evaluate_run(conv_dir, limit=limit, spiking=False)
         sharp_eval = evaluate_run(sharp_dir, limit=limit)

@@ -69,12 +69,18 @@ def test_autoencoder_spiking_network_equals_the_float64_model(autoencoder_run):
 
 def test_evaluate_reports_conventional_binary_and_spiking(autoencoder_run, capsys):
     result = evaluate_run(autoencoder_run, limit=300)
+    twin = Path(result["twin"])  # the preset trains its never-sharpened twin beside the run
+    assert twin.parent == autoencoder_run.parent and twin.name.startswith("twin-")
+    assert json.loads((twin / "config.json").read_text())["schedule"]["name"] == "none"
+    assert result["metrics_conventional"]["mse"] > 0
+    assert result["metrics_conventional_thresholded"] != result["metrics_conventional"]
     assert result["metrics_spiking"]["mse"] == pytest.approx(result["metrics_binary"]["mse"],
                                                              rel=1e-5)
     assert result["agreement"]["max_abs_difference"] <= 1e-9
     assert main(["evaluate", str(autoencoder_run), "--limit", "100"]) == 0
     out = capsys.readouterr().out
     assert "psnr" in out and "dB" in out and "largest difference" in out
+    assert "conventional twin" in out and "simply thresholded" in out
 
 
 def test_autoencoder_spiking_commands(autoencoder_run, tmp_path, capsys):

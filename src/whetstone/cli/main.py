@@ -273,6 +273,15 @@ def _evaluate_lines(result: dict[str, Any]) -> list[str]:
     lines = [
         f"{result['run']}: {result['dataset']} {result['split']} ({result['samples']} samples, "
         f"{result.get('task', 'classification')})",
+    ]
+    if result.get("metrics_conventional") is not None:
+        lines += [
+            f"conventional twin ({result['twin']}, never sharpened): "
+            f"{_metrics_text(result['metrics_conventional'])}",
+            f"conventional twin simply thresholded: "
+            f"{_metrics_text(result['metrics_conventional_thresholded'])}",
+        ]
+    lines += [
         f"at current sharpness ({sharp}): {_metrics_text(result['metrics'])}",
         f"fully binary (every activation a step, torch): "
         f"{_metrics_text(result['metrics_binary'])}",

@@ -173,19 +173,24 @@ def segmentation_cnn(
     in_channels: int = 1,
     image_size: int = 64,
     classes: int = 11,
-    widths: Sequence[int] = (8, 32),
+    widths: Sequence[int] = (8, 16, 32),
     middle: int = 32,
+    decoder: Sequence[int] = (32, 16),
     batchnorm: bool = True,
     act: Callable[[], nn.Module] = SpikingBReLU,
 ) -> nn.Sequential:
     """A fully convolutional encoder-decoder (no skip connections: a chain of spiking layers).
 
-    Encoder, per width ``w``: Conv3x3(w) -> (BatchNorm) -> act -> MaxPool2 (an OR of spikes);
-    a middle Conv3x3(``middle``) -> (BatchNorm) -> act; decoder, per width in reverse:
-    nearest Upsample x2 (copies spikes) -> Conv3x3(w) -> (BatchNorm) -> act; then the readout,
-    a 1x1 Conv2d to ``classes`` per-pixel scores. Input ``(N, C, H, W)`` with ``H`` and ``W``
+    Encoder, per width ``w`` of ``widths``: Conv3x3(w) -> (BatchNorm) -> act -> MaxPool2 (an
+    OR of spikes); a middle Conv3x3(``middle``) -> (BatchNorm) -> act; decoder, per width of
+    ``decoder``: nearest Upsample x2 (copies spikes) -> Conv3x3(w) -> (BatchNorm) -> act; then
+    the readout, a 1x1 Conv2d to ``classes`` per-pixel scores, and, when the decoder has
+    ``k`` fewer stages than the encoder, a nearest Upsample by ``2^k`` of those scores (each
+    score covers a ``2^k x 2^k`` block of pixels). Input ``(N, C, H, W)`` with ``H`` and ``W``
     divisible by ``2^len(widths)``, output ``(N, classes, H, W)``.
     """
+    if len(decoder) > len(widths):
+        raise ValueError(f"{len(decoder)} decoder stages for {len(widths)} encoder stages")
     layers: list[nn.Module] = []
     c = in_channels
     for w in widths:
@@ -194,11 +199,14 @@ def segmentation_cnn(
         c = w
     layers += _conv_block(c, middle, 3, batchnorm, act)
     c = middle
-    for w in reversed(widths):
+    for w in decoder:
         layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
         layers += _conv_block(c, w, 3, batchnorm, act)
         c = w
     layers.append(nn.Conv2d(c, classes, 1))
+    remaining = 2 ** (len(widths) - len(decoder))
+    if remaining > 1:
+        layers.append(nn.Upsample(scale_factor=remaining, mode="nearest"))
     return nn.Sequential(*layers)
 
 

@@ -168,6 +168,7 @@ def conventional_twin(config: TrainConfig) -> TrainConfig:
     surrogate, no teacher; same network, seed, data, optimizer and epochs."""
     data = config.merged({"schedule": {"name": "none"}, "surrogate": None}).to_dict()
     data["teacher"] = {}
+    data["twin"] = False
     return TrainConfig.from_dict(data)
 
 

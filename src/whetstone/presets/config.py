@@ -84,6 +84,10 @@ class TrainConfig:
     ``distill`` (default true): false keeps the labels-only loss (``init`` alone)."""
     schedule_alternatives: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-schedule arguments used when ``--schedule NAME`` switches this preset's schedule."""
+    twin: bool = False
+    """Also train this recipe never sharpened (:func:`~whetstone.presets.build.conventional_twin`)
+    into ``twin-HASH/`` beside the run folder (reused when it is there already); the summary
+    names it and :func:`whetstone.runs.evaluate_run` reports it as the conventional network."""
     task: str = "classification"
     """What the network learns (:data:`whetstone.tasks.TASKS`): ``"classification"`` (the key
     decode), ``"reconstruction"`` (an autoencoder) or ``"segmentation"`` (per-pixel
@@ -93,7 +97,7 @@ class TrainConfig:
     under bfloat16 autocast; parameters and evaluation stay float32; see
     :func:`whetstone.training.fit`)."""
 
-    _OMITTED_AT_DEFAULT = {"precision": "float32", "task": "classification"}
+    _OMITTED_AT_DEFAULT = {"precision": "float32", "task": "classification", "twin": False}
     """Fields added after run folders and result files were written: :meth:`to_dict` leaves
     them out at their default, so such a configuration still compares (and hashes) equal to
     one written before the field existed."""

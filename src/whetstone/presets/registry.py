@@ -117,8 +117,8 @@ def _cifar10_vgg_wide() -> TrainConfig:
 
 
 def _autoencoder(name: str, dataset: str, output: str = "readout") -> TrainConfig:
-    """A dense autoencoder 784-256-64-256-784 (issue 12): every hidden layer sharpenable, the
-    64-neuron code included (a binary code per image), BatchNorm before each activation, and a
+    """A dense autoencoder (issue 12) trained beside its conventional twin: every hidden
+    layer sharpenable, the binary code included, BatchNorm before each activation, and a
     real-valued Linear readout (``output="binary"``: binary output pixels instead). Adam with
     cosine decay; each layer sharpens bottom-up over one epoch from epoch 3, then the binary
     network trains on through the straight-through gradient."""
@@ -126,6 +126,7 @@ def _autoencoder(name: str, dataset: str, output: str = "readout") -> TrainConfi
         name=name,
         dataset=dataset,
         task="reconstruction",
+        twin=True,
         model={"arch": "autoencoder", "hidden": [256], "code": 64, "batchnorm": True,
                "output": output},
         optimizer={"name": "adam", "lr": 1e-3},
@@ -141,15 +142,16 @@ def _autoencoder(name: str, dataset: str, output: str = "readout") -> TrainConfi
 
 def _digits_segmentation() -> TrainConfig:
     """Binary segmentation of MNIST digits on 64x64 canvases (issue 12;
-    :mod:`whetstone.data.segmentation`): a fully convolutional encoder-decoder (Conv 8, pool,
-    Conv 16, pool, Conv 32, upsample, Conv 16, upsample, Conv 8, 1x1 readout to 11 classes),
-    BatchNorm before each activation, Adam with cosine decay, each layer sharpened bottom-up
-    over half an epoch from epoch 2, the binary network trained on through the straight-through
-    gradient."""
+    :mod:`whetstone.data.segmentation`) trained beside its conventional twin: a fully
+    convolutional encoder-decoder of sharpenable layers ending in a 1x1 readout to 11 classes
+    (:func:`~whetstone.presets.architectures.segmentation_cnn`), BatchNorm before each
+    activation, Adam with cosine decay, each layer sharpened bottom-up over half an epoch from
+    epoch 2, the binary network trained on through the straight-through gradient."""
     return TrainConfig(
         name="digits-segmentation",
         dataset="mnist-segmentation",
         task="segmentation",
+        twin=True,
         model={"arch": "segmentation-cnn", "widths": [8, 16], "middle": 32, "batchnorm": True},
         optimizer={"name": "adam", "lr": 2e-3},
         schedule={"name": "scheduled", "start": 2, "duration": 0.5, "intermission": 0,

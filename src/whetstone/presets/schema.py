@@ -297,7 +297,8 @@ MODEL_KEYS: dict[str, dict[str, Checker]] = {
                     "output": _choice("readout", "binary")},
     "segmentation-cnn": {"in_channels": _integer(1), "image_size": _integer(1),
                          "classes": _integer(2), "widths": _int_list(1),
-                         "middle": _integer(1, MAX_WIDTH), "batchnorm": check_bool},
+                         "middle": _integer(1, MAX_WIDTH), "decoder": _int_list(0),
+                         "batchnorm": check_bool},
 }
 """Keyword arguments of each architecture in ``config.model`` (besides ``arch``) and their
 checks; the keys equal the builder's keywords other than ``key`` and ``act``."""
@@ -309,7 +310,7 @@ def _pools(arch: str, spec: Mapping[str, Any]) -> int:
     if arch == "whetstone-cnn":
         return 2
     if arch in ("vgg-cnn", "segmentation-cnn"):
-        default = (64, 128, 256) if arch == "vgg-cnn" else (8, 32)
+        default = (64, 128, 256) if arch == "vgg-cnn" else (8, 16, 32)
         return len(spec.get("widths", default))
     return 0
 
@@ -341,6 +342,9 @@ def _check_model(model: Any, dataset: str) -> None:
             raise ConfigError(f"{pools} pooling and upsampling stages need image sides "
                               f"divisible by {2**pools}; {dataset} has {height}x{width}",
                               "model.widths")
+        if arch == "segmentation-cnn" and len(spec.get("decoder", (32, 16))) > pools:
+            raise ConfigError(f"more decoder stages than the encoder's {pools}",
+                              "model.decoder")
 
 
 # ------------------------------------------------------------------------------------ key
@@ -648,6 +652,7 @@ def validate_config(config: TrainConfig) -> None:
     check_integer(config.val_every, "val_every", 1, MAX_COUNT)
     check_number(config.label_smoothing, "label_smoothing", 0.0, 1.0, max_open=True)
     _check_task(config)
+    check_bool(config.twin, "twin")
     _check_model(config.model, config.dataset)
     if config.task == "classification":
         _check_key(config.key, config.dataset)

@@ -246,11 +246,13 @@ def train_run(
         raise ValueError(f"batch_size {config.batch_size} is not divisible by the "
                          f"{distributed.world_size} processes")
     check_teacher(config)  # bad teacher settings fail before anything is written
+    twin_dir = None
+    if config.teacher.get("run") == TWIN or config.twin:
+        twin_dir = _train_twin(config, out, data_dir=data_dir, device=device, progress=progress,
+                               train_limit=train_limit, test_limit=test_limit, plot=plot,
+                               val_limit=val_limit)
     if config.teacher.get("run") == TWIN:
-        twin = _train_twin(config, out, data_dir=data_dir, device=device, progress=progress,
-                           train_limit=train_limit, test_limit=test_limit, plot=plot,
-                           val_limit=val_limit)
-        config = config.merged({"teacher": {"run": str(twin)}})
+        config = config.merged({"teacher": {"run": str(twin_dir)}})
     teacher = load_teacher(config, device)
     distillation = build_distillation(config)
     t_start = time.perf_counter()
@@ -275,7 +277,8 @@ def train_run(
         try:
             summary = _train_into(config, partial, out, train, val, test, teacher,
                                   distillation, device, progress and main, plot, resume,
-                                  checkpoints, handle_signals, limits, t_start, distributed)
+                                  checkpoints, handle_signals, limits, t_start, distributed,
+                                  twin_dir if config.twin else None)
         except BaseException:
             if main and not (partial / CHECKPOINT).is_file():  # nothing to resume: no trace
                 shutil.rmtree(partial, ignore_errors=True)
@@ -327,7 +330,8 @@ def _train_into(config: TrainConfig, partial: Path, out: Path, train: Split, val
                 test: Split, teacher: nn.Module | None, distillation: Any, device: str,
                 progress: bool, plot: bool, resume: bool, checkpoints: bool,
                 handle_signals: bool, limits: dict[str, Any], t_start: float,
-                distributed: Distributed | None = None) -> dict[str, Any]:
+                distributed: Distributed | None = None,
+                twin: Path | None = None) -> dict[str, Any]:
     """Train into the partial folder and write the finished run's files there (files: rank 0
     only)."""
     rank, world = (distributed.rank, distributed.world_size) if distributed else (0, 1)
@@ -437,6 +441,7 @@ def _train_into(config: TrainConfig, partial: Path, out: Path, train: Split, val
         "test_samples": int(test.y.numel()),
         "splits": {"train": "train", "validation": "val", "reported": "test"},
         "teacher": config.teacher.get("run") if config.teacher else None,
+        "twin": str(twin) if twin is not None else None,
         MODEL_HASH_KEY: checksum,
         "resumed": resume,
         "train_seconds": sum(r.epoch_time for r in history),
@@ -488,6 +493,20 @@ def load_run(path: str | Path) -> Run:
     return Run(path, config, model, history)
 
 
+def _recorded_twin(path: Path) -> Path | None:
+    """The conventional twin a run trained beside it (``config.twin``), if it is still there."""
+    try:
+        recorded = json.loads((path / SUMMARY).read_text()).get("twin")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not recorded:
+        return None
+    twin = Path(recorded)
+    if not twin.is_absolute() and not twin.exists():
+        twin = path.parent / twin.name
+    return twin if (twin / WEIGHTS).is_file() else None
+
+
 def score_network(net: Any, x: torch.Tensor, y: torch.Tensor, task: Task,
                   batch_size: int | None = None) -> dict[str, Any]:
     """Every score of ``task``'s meter for the spiking network ``net`` (the numpy runtime, in
@@ -513,6 +532,10 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """The task's scores of a run's model at its saved sharpness and fully binary, on ``split``.
 
+    A run trained with ``config.twin`` also reports its conventional twin:
+    ``metrics_conventional`` (as trained) and ``metrics_conventional_thresholded`` (every
+    activation a step, no sharpening), ``None`` otherwise.
+
     ``metrics``, ``metrics_binary`` (every score of the task's meter: accuracy; MSE and PSNR;
     pixel accuracy and IoU) and, under ``metric``'s name, the primary score in ``accuracy`` and
     ``accuracy_binary``. With ``spiking`` (and a fully sharpened model) the model is also
@@ -533,6 +556,13 @@ def evaluate_run(
     with fully_sharpened(run.model):
         metrics_binary = evaluate_metrics(run.model, loader, device, task)
     primary = task.meter().primary
+    conventional = conventional_thresholded = None
+    twin = _recorded_twin(run.path)
+    if twin is not None:
+        twin_model = load_run(twin).model.to(device)
+        conventional = evaluate_metrics(twin_model, loader, device, task)
+        with fully_sharpened(twin_model):
+            conventional_thresholded = evaluate_metrics(twin_model, loader, device, task)
     result: dict[str, Any] = {
         "run": str(run.path),
         "dataset": run.config.dataset,
@@ -542,6 +572,9 @@ def evaluate_run(
         "samples": int(len(data.x)),
         "sharpness": get_layer_sharpness(run.model),
         "layers": len(sharpenable_layers(run.model)),
+        "twin": str(twin) if twin is not None else None,
+        "metrics_conventional": conventional,
+        "metrics_conventional_thresholded": conventional_thresholded,
         "metrics": metrics,
         "metrics_binary": metrics_binary,
         "metrics_spiking": None,
