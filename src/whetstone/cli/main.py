@@ -194,10 +194,67 @@ RESUME_EXCLUDES = ("preset", "config", "out", "epochs", "finetune_epochs", "batc
 """``train`` options that ``--resume`` refuses: the interrupted run keeps its own."""
 
 
+POLICY_OPTIONS = ("preset", "out", "seed")
+"""``train`` options a reinforcement-learning preset takes (besides the output switches)."""
+
+
+def _train_policy(args: argparse.Namespace) -> int:
+    """``whetstone train --preset cartpole-dqn``: a policy run folder."""
+    from ..presets.registry import POLICY_PRESETS
+    from ..runs.policy import PolicyConfig, train_policy_run
+
+    given = [f"--{name.replace('_', '-')}" for name in RESUME_EXCLUDES
+             if name not in POLICY_OPTIONS and getattr(args, name, None) not in (None, False)]
+    if given:
+        raise UsageError(f"--preset {args.preset} trains a DQN policy with its own settings; "
+                         f"drop {', '.join(given)}")
+    if args.device != "cpu":
+        raise UsageError(f"--preset {args.preset} trains on the CPU (the environment is Python)")
+    config = PolicyConfig(args.preset, int(args.seed or 0), POLICY_PRESETS[args.preset]())
+    out = options.check_output_folder(args.out or f"runs/{args.preset}", "--out")
+    summary = train_policy_run(config, out, progress=not args.no_progress,
+                               plot=not args.no_plot)
+    _print(summary, args.json, [f"run folder: {out}", *_policy_lines(summary["evaluation"]),
+                                "training time: " + ", ".join(
+                                    f"{k} {v:.0f} s" for k, v in
+                                    summary["train_seconds"].items())])
+    return 0
+
+
+def _policy_lines(evaluation: dict[str, Any]) -> list[str]:
+    """The returns of the three policies, their agreement and the spiking network's activity."""
+    def returns(summary: dict[str, Any] | None) -> str:
+        if summary is None:
+            return "n/a"
+        return (f"mean return {summary['mean_return']:.1f} (std {summary['std_return']:.1f}, "
+                f"min {summary['min_return']:.0f}, max {summary['max_return']:.0f})")
+
+    agreement = evaluation["agreement"]
+    stats = evaluation["spiking_stats"]
+    return [
+        f"{evaluation['env_id']}, {evaluation['episodes']} episodes (reset seeds "
+        f"{evaluation['seed']} and up)",
+        f"conventional policy (never sharpened): {returns(evaluation['conventional'])}",
+        f"fully binary policy (torch): {returns(evaluation['binary_torch'])}",
+        f"spiking policy (threshold neurons, numpy runtime, in the environment loop): "
+        f"{returns(evaluation['spiking'])}",
+        f"same actions as the binary torch policy on {_pct(agreement['same_observations'])} of "
+        f"the spiking policy's steps; {agreement['identical_episodes']} of "
+        f"{agreement['episodes']} episodes identical; largest Q-value difference "
+        f"{agreement['max_abs_q_difference']:.3g}",
+        f"spiking network: {stats['synops']:.0f} SynOps per step "
+        f"({stats['synops_per_dense_mac']:.3f} of the dense MACs), mean spike density "
+        f"{_pct(stats['density_mean'])}",
+    ]
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from ..presets.build import check_device
+    from ..presets.registry import POLICY_PRESETS
     from ..runs import train_run
 
+    if args.resume is None and args.preset in POLICY_PRESETS:
+        return _train_policy(args)
     if args.resume is not None:
         given = [f"--{name.replace('_', '-')}" for name in RESUME_EXCLUDES
                  if getattr(args, name, None) not in (None, False)]
@@ -258,10 +315,16 @@ def _train_lines(summary: dict[str, Any], out: Any) -> list[str]:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..presets.build import check_device
     from ..runs import evaluate_run, seed_everything
+    from ..runs.policy import evaluate_policy_run, is_policy_run
 
     with _blame("--device"):
         check_device(args.device)
     seed_everything(args.seed or 0)
+    if is_policy_run(args.run):
+        result = evaluate_policy_run(args.run)
+        _print(result, args.json, [f"{result['run']}: {result['name']}",
+                                   *_policy_lines(result)])
+        return 0
     result = evaluate_run(args.run, data_dir=args.data_dir, split=args.split, device=args.device,
                           limit=args.limit, spiking=not args.no_spiking)
     _print(result, args.json, _evaluate_lines(result))
@@ -300,6 +363,7 @@ def _evaluate_lines(result: dict[str, Any]) -> list[str]:
 
 def cmd_presets(_args: argparse.Namespace) -> int:
     from ..presets import PRESETS
+    from ..presets.registry import POLICY_PRESETS
 
     for name, cfg in PRESETS.items():
         key = (f", key {cfg.key['classes']}x{cfg.key['width']} "
@@ -307,6 +371,11 @@ def cmd_presets(_args: argparse.Namespace) -> int:
                if cfg.task == "classification" else "")
         print(f"{name}: {cfg.task} on {cfg.dataset}, {cfg.model}{key}, {cfg.optimizer}, "
               f"schedule {cfg.schedule}, {cfg.epochs} epochs, batch {cfg.batch_size}")
+    for name, make in POLICY_PRESETS.items():
+        dqn = make()
+        print(f"{name}: reinforcement learning (DQN) on {dqn.env_id}, hidden {list(dqn.hidden)}, "
+              f"{dqn.total_steps} environment steps, step sharpener from step "
+              f"{dqn.sharpen_start}, {dqn.layer_duration} steps per layer")
     return 0
 
 

@@ -124,7 +124,11 @@ def _data(run_dir: str, dataset: str | None, split: str, limit: int | None,
     from ..presets import TrainConfig
     from ..presets.schema import DATASET_SHAPES
     from ..runs import load_split
+    from ..runs.policy import is_policy_run
 
+    if is_policy_run(_check_run(run_dir)):
+        raise UsageError(f"{run_dir} is a reinforcement-learning policy: it has no dataset; "
+                         f"'whetstone evaluate {run_dir}' runs it in its environment")
     learned = TrainConfig.load(_check_run(run_dir) / "config.json").dataset
     name = dataset or learned
     if DATASET_SHAPES[name] != DATASET_SHAPES[learned]:
@@ -158,9 +162,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from ..presets.build import build_task
     from ..runs.folder import score_network
 
+    x, y, name = _data(args.run, args.dataset, args.split, args.limit, args.data_dir)
     net = _network(args.run)
     task = build_task(TrainConfig.load(_check_run(args.run) / "config.json"))
-    x, y, name = _data(args.run, args.dataset, args.split, args.limit, args.data_dir)
     t0 = time.perf_counter()
     metrics = score_network(net, torch.from_numpy(x), torch.from_numpy(y), task)
     seconds = time.perf_counter() - t0
@@ -274,8 +278,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     options.check_output_file(args.nir, "--nir")
     net = _network(args.run)
-    config = TrainConfig.load(Path(args.run) / "config.json")
-    to_nir(net, args.nir, neuron=args.neuron, input_shape=DATASET_SHAPES[config.dataset])
+    from ..runs.policy import PolicyConfig, is_policy_run
+
+    if is_policy_run(args.run):
+        config = PolicyConfig.from_dict(json.loads((Path(args.run) / "config.json").read_text()))
+        shape: tuple[int, ...] = config.input_shape
+    else:
+        shape = DATASET_SHAPES[TrainConfig.load(Path(args.run) / "config.json").dataset]
+    to_nir(net, args.nir, neuron=args.neuron, input_shape=shape)
     return _emit({"nir": args.nir, "neuron": args.neuron}, args.json,
                  [f"wrote {args.nir} (NIR, {args.neuron} neurons, one time step)"])
 

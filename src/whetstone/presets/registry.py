@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from .config import TrainConfig
 from .schema import check_name
 
@@ -177,6 +180,20 @@ PRESETS: dict[str, TrainConfig] = {
     "mnist-autoencoder-binary": _autoencoder("mnist-autoencoder-binary", "mnist", "binary"),
     "digits-segmentation": _digits_segmentation(),
 }
+
+
+def _cartpole_dqn() -> Any:
+    """DQN on gymnasium's CartPole-v1 (issue 12) with the step-based sharpener: the defaults of
+    :class:`whetstone.rl.DQNConfig`."""
+    from ..rl.config import DQNConfig
+
+    return DQNConfig()
+
+
+POLICY_PRESETS: dict[str, Callable[[], Any]] = {"cartpole-dqn": _cartpole_dqn}
+"""Reinforcement-learning presets (``whetstone train --preset NAME``): each gives a
+:class:`whetstone.rl.DQNConfig`; their runs are policy run folders
+(:mod:`whetstone.runs.policy`)."""
 
 
 def get_preset(name: str) -> TrainConfig:

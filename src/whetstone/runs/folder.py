@@ -479,12 +479,19 @@ class Run:
 
 
 def load_run(path: str | Path) -> Run:
-    """Rebuild the model of a run folder from ``config.json`` and ``model.safetensors`` alone."""
+    """Rebuild the model of a run folder from ``config.json`` and ``model.safetensors`` alone
+    (a policy run's, :mod:`whetstone.runs.policy`, gives a
+    :class:`~whetstone.runs.policy.PolicyRun` with the same ``path``, ``config`` and
+    ``model``)."""
     path = Path(path)
     if not (path / CONFIG).is_file():
         raise FileNotFoundError(f"{path}: no {CONFIG}; is this a whetstone run folder?")
     if not (path / WEIGHTS).is_file():
         raise FileNotFoundError(f"{path}: no {WEIGHTS}; did the training finish?")
+    from .policy import is_policy_run, load_policy_run
+
+    if is_policy_run(path):
+        return load_policy_run(path)  # type: ignore[return-value]
     config = TrainConfig.load(path / CONFIG)
     model = build_model(config)
     load_weights(model, path / WEIGHTS)
