@@ -201,3 +201,18 @@ def test_make_env_rejects_continuous_actions() -> None:
 
     with pytest.raises(ValueError, match="Pendulum-v1: DQN needs a Discrete action space"):
         make_env("Pendulum-v1")
+
+
+def test_policy_weights_round_trip_through_safetensors(tmp_path) -> None:  # noqa: ANN001
+    from whetstone.runs import load_weights, save_weights
+    from whetstone.sharpening import get_layer_sharpness
+
+    model = _sharp_network(5)
+    save_weights(model, tmp_path / "policy.safetensors")
+    rebuilt = build_q_network(4, 2, (16, 12))
+    assert get_layer_sharpness(rebuilt) == [0.0, 0.0]
+    load_weights(rebuilt, tmp_path / "policy.safetensors")
+    assert get_layer_sharpness(rebuilt) == [1.0, 1.0]
+    x = torch.from_numpy(_observations(200, seed=5))
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), model(x))
