@@ -135,3 +135,27 @@ def test_fit_trains_a_binary_autoencoder_with_the_reconstruction_task():
     after = evaluate_metrics(model, loader, task=task)
     assert after["mse"] < before / 4
     assert history[-1].val_accuracy == pytest.approx(after["psnr"])
+
+
+def test_segmentation_background_weight_by_hand():
+    scores = torch.zeros(1, 2, 1, 2)
+    scores[0, 1, 0, 0] = math.log(3.0)  # pixel 0: p(class 1) = 3/4; pixel 1: 1/2 each
+    mask = torch.tensor([[[0, 1]]])
+    ce0, ce1 = -math.log(1 / 4), -math.log(1 / 2)
+    weighted = Segmentation(classes=2, background_weight=0.25).loss(scores, mask)
+    assert float(weighted) == pytest.approx((0.25 * ce0 + ce1) / 1.25)
+    assert float(Segmentation(classes=2).loss(scores, mask)) == pytest.approx((ce0 + ce1) / 2)
+    with pytest.raises(ValueError, match="background_weight"):
+        Segmentation(background_weight=0.0)
+
+
+def test_task_options_are_checked_per_task():
+    from whetstone.presets import ConfigError, get_preset
+    from whetstone.presets.build import build_task
+
+    seg = get_preset("digits-segmentation")
+    assert build_task(seg).background_weight == seg.task_options["background_weight"]
+    with pytest.raises(ConfigError, match="task_options.background_weight"):
+        seg.merged({"task_options": {"background_weight": 2.0}})
+    with pytest.raises(ConfigError, match="task_options.background_weight"):
+        get_preset("mnist-autoencoder").merged({"task_options": {"background_weight": 0.5}})

@@ -71,7 +71,8 @@ def build_task(config: TrainConfig) -> Task:
     if config.task == "reconstruction":
         return Reconstruction()
     if config.task == "segmentation":
-        return Segmentation(classes=DATASET_CLASSES[config.dataset])
+        weight = float(config.task_options.get("background_weight", 1.0))
+        return Segmentation(classes=DATASET_CLASSES[config.dataset], background_weight=weight)
     raise ConfigError(f"unknown task {config.task!r}", "task")
 
 

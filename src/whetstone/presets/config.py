@@ -84,6 +84,9 @@ class TrainConfig:
     ``distill`` (default true): false keeps the labels-only loss (``init`` alone)."""
     schedule_alternatives: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-schedule arguments used when ``--schedule NAME`` switches this preset's schedule."""
+    task_options: dict[str, Any] = field(default_factory=dict)
+    """Settings of the task (:func:`whetstone.presets.build.build_task`): for segmentation
+    ``background_weight`` (in (0, 1]: the background's weight in the cross-entropy)."""
     twin: bool = False
     """Also train this recipe never sharpened (:func:`~whetstone.presets.build.conventional_twin`)
     into ``twin-HASH/`` beside the run folder (reused when it is there already); the summary
@@ -97,7 +100,8 @@ class TrainConfig:
     under bfloat16 autocast; parameters and evaluation stay float32; see
     :func:`whetstone.training.fit`)."""
 
-    _OMITTED_AT_DEFAULT = {"precision": "float32", "task": "classification", "twin": False}
+    _OMITTED_AT_DEFAULT = {"precision": "float32", "task": "classification", "twin": False,
+                           "task_options": {}}
     """Fields added after run folders and result files were written: :meth:`to_dict` leaves
     them out at their default, so such a configuration still compares (and hashes) equal to
     one written before the field existed."""

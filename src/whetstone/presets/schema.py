@@ -585,6 +585,14 @@ def _check_names(config: TrainConfig) -> None:
     check_name(config.precision, "precision", PRECISIONS, "precision")
 
 
+TASK_OPTIONS: dict[str, dict[str, Checker]] = {
+    "classification": {},
+    "reconstruction": {},
+    "segmentation": {"background_weight": _number(0.0, 1.0, min_open=True)},
+}
+"""The keys ``task_options`` may hold per task, and their checks."""
+
+
 def _check_task(config: TrainConfig) -> None:
     """``task`` names a task the dataset and the architecture serve; classification-only
     settings (``label_smoothing``, a ``teacher``) and, for segmentation, ``augment`` (it would
@@ -607,6 +615,11 @@ def _check_task(config: TrainConfig) -> None:
         if config.teacher:
             raise ConfigError(f"distillation is for classification, not {config.task}",
                               "teacher")
+    options = check_table(config.task_options, "task_options")
+    allowed = TASK_OPTIONS[config.task]
+    check_keys(options, "task_options", allowed, f"the {config.task} task")
+    for key, value in options.items():
+        allowed[key](value, f"task_options.{key}")
     if config.task == "segmentation" and config.augment not in (None, "none"):
         raise ConfigError("augmentation moves the images but not their masks; leave it out "
                           "for segmentation", "augment")

@@ -1,6 +1,9 @@
 """Semantic segmentation: per-pixel class scores ``(N, K, H, W)`` against masks ``(N, H, W)``.
 
-The loss is the per-pixel cross-entropy averaged over pixels; the decision is the argmax
+The loss is the per-pixel cross-entropy averaged over pixels, optionally class-weighted:
+with ``background_weight`` ``w_0`` the background's pixels count ``w_0`` times a digit's,
+``loss = sum_p w_{t_p} CE_p / sum_p w_{t_p}`` (sparse foreground: the all-background answer
+otherwise holds training at its local minimum for long); the decision is the argmax
 class of each pixel. A split is scored from its confusion matrix ``M`` (``M[t, p]``: pixels
 of true class ``t`` predicted ``p``): pixel accuracy ``trace(M) / sum(M)`` and per class
 ``IoU_k = M[k, k] / (sum_p M[k, p] + sum_t M[t, k] - M[k, k])``, their mean over the classes
@@ -48,15 +51,26 @@ class ConfusionMeter(Meter):
 
 @dataclass(frozen=True)
 class Segmentation(Task):
-    """Per-pixel cross-entropy over ``classes``; the score is each image's pixel accuracy."""
+    """Per-pixel cross-entropy over ``classes`` (class 0, the background, weighted by
+    ``background_weight``); the score is each image's pixel accuracy."""
 
     classes: int = 11
+    background_weight: float = 1.0
     name: ClassVar[str] = "segmentation"
     metric: ClassVar[str] = "pixel_accuracy"
     discrete: ClassVar[bool] = True
 
+    def __post_init__(self) -> None:
+        if not 0.0 < self.background_weight <= 1.0:
+            raise ValueError(f"background_weight must lie in (0, 1], got "
+                             f"{self.background_weight}")
+
     def loss(self, output: Tensor, target: Tensor) -> Tensor:
-        return torch.nn.functional.cross_entropy(output, target)
+        if self.background_weight == 1.0:
+            return torch.nn.functional.cross_entropy(output, target)
+        weight = torch.ones(self.classes, dtype=output.dtype, device=output.device)
+        weight[0] = self.background_weight
+        return torch.nn.functional.cross_entropy(output, target, weight=weight)
 
     def score(self, output: Tensor, target: Tensor) -> Tensor:
         hits = (output.argmax(dim=1) == target).reshape(len(target), -1)
@@ -69,4 +83,4 @@ class Segmentation(Task):
         return output.argmax(dim=1)
 
     def config(self) -> dict[str, Any]:
-        return {"classes": self.classes}
+        return {"classes": self.classes, "background_weight": self.background_weight}
