@@ -177,9 +177,11 @@ def section() -> list[str]:
     """The BENCHMARKS.md section of every ``task-*.json``."""
     files = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("task-*.json"))
              if "-quick" not in p.stem]
-    if not files:
+    rl = rl_section()
+    if not files and not rl:
         return []
-    out = ["## Beyond classification: autoencoder, segmentation (issue 12)", "",
+    out = ["## Beyond classification: autoencoders, segmentation, reinforcement learning "
+           "(issue 12)", "",
            "Each preset trained with sharpening (every layer binary at the end) beside the same "
            "network never sharpened (conventional) and that network simply thresholded; "
            "recipes chosen on the validation split, scores on the full test set once per run "
@@ -237,6 +239,53 @@ def section() -> list[str]:
                 "s per sharpened run.", ""]
         if data.get("figure"):
             out += [f"![{preset}](benchmarks/results/{data['figure']})", ""]
+    return out + rl
+
+
+def rl_section() -> list[str]:
+    """The reinforcement-learning rows (``rl-cartpole*.json`` of :mod:`benchmarks.rl`)."""
+    files = [(p, json.loads(p.read_text())) for p in sorted(RESULTS.glob("rl-cartpole*.json"))
+             if "-quick" not in p.stem]
+    out: list[str] = []
+    for path, data in files:
+        seeds = data["seeds"]
+        if not seeds:
+            continue
+        cfg = data["config"]
+        out += [f"### {path.stem}: DQN on {cfg['env_id']} (seeds "
+                f"{', '.join(str(s['seed']) for s in seeds)})", "", _env(data["environment"]),
+                "",
+                f"Hidden layers {cfg['hidden']}, {cfg['total_steps']} environment steps, "
+                f"step sharpener from step {cfg['sharpen_start']}, {cfg['layer_duration']} "
+                f"steps per layer; {data['episodes']} greedy evaluation episodes per policy "
+                f"with reset seeds {data['eval_seed']} and up (apart from the snapshot-selection "
+                "episodes). Mean return per seed, then mean ± std over seeds:", "",
+                "| policy | " + " | ".join(f"seed {s['seed']}" for s in seeds) + " | mean |",
+                "|---|" + "---|" * (len(seeds) + 1)]
+        for key, name in (("conventional", "conventional (never sharpened)"),
+                          ("binary_torch", "fully binary (torch, float64)"),
+                          ("spiking", "spiking (numpy runtime in the environment loop)")):
+            values = [s["evaluation"][key]["mean_return"] for s in seeds
+                      if s["evaluation"][key] is not None]
+            out.append(f"| {name} | " + " | ".join(f"{v:.1f}" for v in values)
+                       + f" | {_mean_std(values, digits=1)} |")
+        agree = [s["evaluation"]["agreement"] for s in seeds]
+        stats = [s["evaluation"]["spiking_stats"] for s in seeds]
+        train = [s["train_seconds"]["whetstone"] for s in seeds]
+        out += ["", f"Spiking against binary torch: "
+                f"{sum(a['identical_episodes'] for a in agree)} of "
+                f"{sum(a['episodes'] for a in agree)} episodes identical, same action on "
+                f"{_mean_std([a['same_observations'] for a in agree], 100)} % of the spiking "
+                f"policy's steps, largest Q-value difference "
+                f"{max(a['max_abs_q_difference'] for a in agree):.3g}. SynOps per step "
+                f"{_mean_std([st['synops'] for st in stats], digits=0)} "
+                f"({_mean_std([st['synops_per_dense_mac'] for st in stats], digits=3)} of the "
+                f"dense MACs), mean spike density "
+                f"{_mean_std([st['density_mean'] for st in stats], 100, 1)} %; training "
+                f"{_mean_std(train, digits=0)} s per sharpened policy.", ""]
+        figure = path.with_suffix(".png")
+        if figure.exists():
+            out += [f"![{path.stem}](benchmarks/results/{figure.name})", ""]
     return out
 
 
