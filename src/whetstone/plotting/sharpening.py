@@ -62,6 +62,13 @@ def plot_history(history: History, path: str | Path, title: str = "") -> Path:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | Path) -> Path:  # noqa: ANN001
+    """Save ``fig`` as PNG at ``path`` through a temporary file renamed into place (a reader
+    never sees half a figure), close it and return the path."""
+    plt = _pyplot()
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110)

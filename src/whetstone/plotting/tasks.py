@@ -8,17 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .sharpening import _pyplot
-
-
-def _save(fig, path: str | Path) -> Path:  # noqa: ANN001
-    plt = _pyplot()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+from .sharpening import _pyplot, save_figure
 
 
 def plot_reconstructions(originals: np.ndarray, rows: Mapping[str, np.ndarray],
@@ -43,7 +33,7 @@ def plot_reconstructions(originals: np.ndarray, rows: Mapping[str, np.ndarray],
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_segmentation(images: np.ndarray, masks: np.ndarray, predictions: Mapping[str, np.ndarray],
@@ -74,4 +64,4 @@ def plot_segmentation(images: np.ndarray, masks: np.ndarray, predictions: Mappin
     if title:
         fig.suptitle(f"{title}  (colours: digits 0-9; black: background)", fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
