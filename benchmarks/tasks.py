@@ -13,6 +13,9 @@ run with the same configuration is reused. A figure of seed 0's outputs goes bes
 
     python -m benchmarks.tasks --preset mnist-autoencoder --seeds 0 1 2
     python -m benchmarks.tasks --preset digits-segmentation --seeds 0 1 2
+    python -m benchmarks.tasks --merge a.json b.json --out task-PRESET.json
+
+``--merge`` joins result files of one preset run as separate processes (seeds side by side).
 """
 
 from __future__ import annotations
@@ -88,13 +91,26 @@ def _figure(preset: str, conventional: Path, sharpened: Path, path: Path) -> Pat
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--preset", required=True)
+    p.add_argument("--preset")
+    p.add_argument("--merge", type=Path, nargs="+", help="result files of one preset to join")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--runs-dir", type=Path, default=Path("runs/bench/tasks"))
     p.add_argument("--quick", action="store_true",
                    help="2,000 training / 500 validation and test images, 2 epochs")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
+    if args.merge:
+        parts = [json.loads(path.read_text()) for path in args.merge]
+        if len({part["preset"] for part in parts}) != 1 or args.out is None:
+            p.error("--merge joins files of one preset and needs --out")
+        runs = {r["seed"]: r for part in parts for r in part["runs"]}
+        merged = {**parts[0], "runs": [runs[k] for k in sorted(runs)],
+                  "invocations": [part["environment"] for part in parts]}
+        merged["figure"] = next((part["figure"] for part in parts if part.get("figure")), None)
+        write_json(args.out, merged)
+        return
+    if args.preset is None:
+        p.error("--preset is needed (or --merge)")
     limits: dict[str, Any] = ({"train_limit": 2000, "val_limit": 500, "test_limit": 500}
                               if args.quick else {})
     label = args.preset + ("-quick" if args.quick else "")
