@@ -162,8 +162,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from ..presets.build import build_task
     from ..runs.folder import score_network
 
-    x, y, name = _data(args.run, args.dataset, args.split, args.limit, args.data_dir)
     net = _network(args.run)
+    x, y, name = _data(args.run, args.dataset, args.split, args.limit, args.data_dir)
     task = build_task(TrainConfig.load(_check_run(args.run) / "config.json"))
     t0 = time.perf_counter()
     metrics = score_network(net, torch.from_numpy(x), torch.from_numpy(y), task)

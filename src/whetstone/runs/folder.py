@@ -504,7 +504,7 @@ def _recorded_twin(path: Path) -> Path | None:
     """The conventional twin a run trained beside it (``config.twin``), if it is still there."""
     try:
         recorded = json.loads((path / SUMMARY).read_text()).get("twin")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return None
     if not recorded:
         return None

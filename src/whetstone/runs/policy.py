@@ -75,10 +75,16 @@ class PolicyConfig:
 
 def is_policy_run(path: str | Path) -> bool:
     """Does the folder's ``config.json`` name the reinforcement-learning task?"""
+    from ..presets.config import MAX_CONFIG_BYTES
+
     try:
-        data = json.loads((Path(path) / CONFIG).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
+        with open(Path(path) / CONFIG, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            return False
+        data = json.loads(raw.decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False  # not a readable policy configuration: the supervised reader says why
     return isinstance(data, dict) and data.get("task") == POLICY_TASK
 
 
