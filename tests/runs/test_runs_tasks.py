@@ -64,7 +64,8 @@ def test_autoencoder_spiking_network_equals_the_float64_model(autoencoder_run):
     np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-9)
     _, spikes = run_network(net, x.numpy(), record=True)
     code = spikes[1]
-    assert code.shape == (64, 64) and 0 < code.mean() < 1  # a binary code, neither silent nor full
+    # a binary code, neither silent nor full
+    assert code.shape == (64, run.config.model["code"]) and 0 < code.mean() < 1
 
 
 def test_evaluate_reports_conventional_binary_and_spiking(autoencoder_run, capsys):
