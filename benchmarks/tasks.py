@@ -214,7 +214,9 @@ def section() -> list[str]:
         runs = data["runs"]
         task, preset = runs[0]["task"], data["preset"]
         seeds = ", ".join(str(r["seed"]) for r in runs)
-        out += [f"### {preset} ({task}, seeds {seeds})", "", _env(data["environment"]), ""]
+        envs = data.get("invocations") or [data["environment"]]
+        out += [f"### {preset} ({task}, seeds {seeds})", "",
+                "; ".join(_env(env) for env in envs), ""]
         if task == "reconstruction":
             out += ["| network | test MSE | test PSNR (dB) |", "|---|---|---|"]
             for key, name in (("conventional", "conventional"),
