@@ -268,3 +268,43 @@ def test_trained_mnist_dense_predictions_equal(tmp_path: Path, tiny_dense_run: P
     t_logits, t_spikes = torch_spikes(model, test.x)
     logits, spikes = rt.run(net, test.x.numpy(), record=True)
     np.testing.assert_array_equal(logits, t_logits)
+
+
+def test_example_input_records_the_input_shape(tmp_path: Path):
+    """``to_spiking(model, x)`` records x's batch-free shape; it survives save / load, and a
+    CNN's NIR export then needs no shape from the user."""
+    torch.manual_seed(5)
+    model = _sharp(nn.Sequential(
+        nn.Conv2d(1, 4, 3), SpikingBReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 20),
+        SpikingBReLU(), SoftmaxDecode(key_generator(10, 20, overlapping=False, seed=1))))
+    x = torch.rand(3, 1, 8, 8)
+    assert to_spiking(model).input_shape is None
+    net = to_spiking(model, x)
+    assert net.input_shape == (1, 8, 8)
+    assert to_spiking(model, example_input=x.numpy()).input_shape == (1, 8, 8)
+    net.save(tmp_path / "net.npz")
+    assert rt.SpikingNetwork.load(tmp_path / "net.npz").input_shape == (1, 8, 8)
+    pytest.importorskip("nir", reason="the 'nir' package (extra 'nir') is not installed")
+    from whetstone.export import to_graph
+
+    graph = to_graph(net)
+    assert tuple(graph.nodes["input"].input_type["input"]) == (1, 8, 8)
+
+
+@pytest.mark.parametrize("example, match", [
+    (torch.rand(2, 1, 9, 9), r"shape \(2, 1, 9, 9\) does not fit"),
+    (torch.rand(5), r"shape \(N, \.\.\.\)"),
+    (True, "must be a batch"),
+])
+def test_an_example_the_network_cannot_take_is_refused(example: object, match: str):
+    model = _sharp(nn.Sequential(nn.Flatten(), nn.Linear(64, 20), SpikingBReLU(),
+                                 SoftmaxDecode(key_generator(10, 20, overlapping=False))))
+    with pytest.raises(ValueError, match=match):
+        to_spiking(model, example)
+
+
+def test_a_file_with_a_malformed_input_shape_is_refused(tmp_path: Path):
+    net = rt.SpikingNetwork([rt.Threshold(0.5)], {"input_shape": [3, -1]})
+    net.save(tmp_path / "net.npz")
+    with pytest.raises(rt.NetworkFileError, match="input_shape"):
+        rt.SpikingNetwork.load(tmp_path / "net.npz")

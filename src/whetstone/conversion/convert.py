@@ -41,7 +41,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from torch import nn
+from torch import Tensor, nn
 
 from .. import __version__
 from ..nn.activations import Sharpenable
@@ -57,6 +57,7 @@ from ..runtime import (
     Unflatten,
     Upsample2d,
 )
+from ..runtime import run as run_network
 from ..runtime.primitives import Primitive
 from ..sharpening.allocation import sharpenable_layers
 from .fold import fold_batchnorm
@@ -120,12 +121,18 @@ def _check_sharp(model: nn.Module, force: bool) -> list[float]:
     return values
 
 
-def to_spiking(model: nn.Module, force: bool = False) -> SpikingNetwork:
+def to_spiking(model: nn.Module, example_input: Tensor | np.ndarray | None = None,
+               force: bool = False) -> SpikingNetwork:
     """Convert a fully sharpened ``nn.Sequential`` into a :class:`SpikingNetwork`.
 
     Args:
         model: an ``nn.Sequential`` (nested Sequentials allowed) of the modules in the table
             of :mod:`whetstone.conversion.convert`; BatchNorm layers must be in eval mode.
+        example_input: optional batch ``(N, ...)`` the model takes (its values are not used
+            beyond one sample, which runs through the converted network to check that the
+            shape fits). Its batch-free shape is recorded as ``metadata["input_shape"]``
+            (:attr:`SpikingNetwork.input_shape`), so NIR export and the cost counts need no
+            shape from the user.
         force: convert even when some sharpenable layer is below sharpness 1 (a warning is
             issued; the result is the model at sharpness 1).
 
@@ -136,10 +143,11 @@ def to_spiking(model: nn.Module, force: bool = False) -> SpikingNetwork:
         module doc).
 
     Raises:
-        ValueError: not fully sharp (without ``force``); an unsupported module (its index and
-            type are named); a BatchNorm not directly after a Linear/Conv2d, in training mode
-            or without running statistics; a MaxPool2d over real values; an Upsample that is
-            not nearest or has no integer scale_factor.
+        ValueError: not fully sharp (without ``force``); an ``example_input`` the network
+            cannot take (its shape is named); an unsupported module (its index and type are
+            named); a BatchNorm not directly after a Linear/Conv2d, in training mode or
+            without running statistics; a MaxPool2d over real values; an Upsample that is not
+            nearest or has no integer scale_factor.
     """
     if not isinstance(model, nn.Sequential):
         raise ConversionError(f"to_spiking converts nn.Sequential models, got "
@@ -249,7 +257,28 @@ def to_spiking(model: nn.Module, force: bool = False) -> SpikingNetwork:
     }
     net = SpikingNetwork(layers, metadata)
     net.metadata["readout"] = net.readout
+    if example_input is not None:
+        net.metadata["input_shape"] = _checked_input_shape(net, example_input)
     return net
+
+
+def _checked_input_shape(net: SpikingNetwork, example: Tensor | np.ndarray) -> list[int]:
+    """The batch-free shape of ``example`` (a batch ``(N, ...)``), after one of its samples ran
+    through ``net``; ``ConversionError`` naming the shape when the network cannot take it."""
+    if isinstance(example, bool) or not hasattr(example, "shape"):
+        raise ConversionError(f"example_input must be a batch (a tensor or array of shape "
+                              f"(N, ...)), got {type(example).__name__}")
+    shape = tuple(int(s) for s in example.shape)
+    if len(shape) < 2 or shape[0] < 1:
+        raise ConversionError(f"example_input must be a batch of shape (N, ...) with N >= 1, "
+                              f"got shape {shape}")
+    sample = np.zeros((1, *shape[1:]), dtype=np.float32)
+    try:
+        run_network(net, sample)
+    except (ValueError, RuntimeError) as exc:
+        raise ConversionError(f"example_input of shape {shape} does not fit the network: "
+                              f"{exc}") from exc
+    return list(shape[1:])
 
 
 def _upsample_scale(m: nn.Upsample, where: str) -> tuple[int, int]:

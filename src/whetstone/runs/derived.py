@@ -10,6 +10,7 @@ spiking network is then converted again (:func:`spiking_network`), and
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -60,17 +61,35 @@ def spiking_network(run_dir: str | Path, force: bool = False, rebuild: bool = Fa
     if path.is_file() and not (force or rebuild):
         net = SpikingNetwork.load(path)
         if net.metadata.get(MODEL_HASH_KEY) == current:
+            if net.input_shape is None:  # written before conversion recorded it
+                net.metadata["input_shape"] = list(run_input_shape(run_dir))
             return net
     return convert_run(run_dir, path, force=force, checksum=current)
+
+
+def run_input_shape(run_dir: str | Path) -> tuple[int, ...]:
+    """The batch-free input shape of a run's model: its dataset's ``(C, H, W)``, or a policy
+    run's observation shape."""
+    from ..presets import TrainConfig
+    from ..presets.schema import DATASET_SHAPES
+    from .policy import PolicyConfig, is_policy_run
+
+    config_file = Path(run_dir) / "config.json"
+    if is_policy_run(run_dir):
+        return tuple(PolicyConfig.from_dict(json.loads(config_file.read_text())).input_shape)
+    return tuple(DATASET_SHAPES[TrainConfig.load(config_file).dataset])
 
 
 def convert_run(run_dir: str | Path, out: str | Path, force: bool = False,
                 checksum: str | None = None) -> Any:
     """Convert a run's model and save the network at ``out``, recording the model's checksum."""
+    import torch
+
     from ..conversion import to_spiking
 
     run = load_run(run_dir)
-    net = to_spiking(run.model, force=force)
+    example = torch.zeros((1, *run_input_shape(run_dir)))
+    net = to_spiking(run.model, example, force=force)
     net.metadata[MODEL_HASH_KEY] = checksum or model_hash(run_dir)
     net.save(out)
     return net

@@ -136,6 +136,14 @@ class SpikingNetwork:
         return "identity" if index is None else _READOUT_OF[type(self.layers[index])]
 
     @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        """Batch-free input shape ``(C, H, W)`` or ``(D,)``, from ``metadata["input_shape"]``
+        (conversion records it when given an example input or a run's dataset); ``None``
+        when unknown."""
+        shape = self.metadata.get("input_shape")
+        return None if shape is None else tuple(int(s) for s in shape)
+
+    @property
     def spiking_layers(self) -> int:
         """Number of :class:`Threshold` primitives (entries of ``run(..., record=True)``)."""
         return sum(isinstance(layer, Threshold) for layer in self.layers)
@@ -226,6 +234,12 @@ class SpikingNetwork:
         metadata = header.get("metadata", {})
         if not isinstance(metadata, dict):
             raise fail(f"metadata must be a JSON object, got {type(metadata).__name__}")
+        shape = metadata.get("input_shape")
+        if shape is not None and not (
+                isinstance(shape, list) and 0 < len(shape) <= 8
+                and all(type(s) is int and 0 < s < 2**31 for s in shape)):
+            raise fail(f"metadata input_shape must be a list of 1 to 8 positive integers, "
+                       f"got {str(shape)[:80]}")
         return cls(layers, metadata)
 
 
