@@ -9,7 +9,7 @@ conventional one also fully binary (simply thresholded, no sharpening). A recipe
 to JSON after every run.
 
     python -m benchmarks.accuracy --preset mnist-dense --seeds 0 1 2
-    python -m benchmarks.accuracy --recipe benchmarks/recipes/mnist-cnn-cpu.toml --seeds 0
+    python -m benchmarks.accuracy --recipe mnist-cnn-cpu --seeds 0
     python -m benchmarks.accuracy --merge a.json b.json --out accuracy-LABEL.json
 
 ``--merge`` joins result files of the same recipe run as separate processes (one per seed, as
@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from whetstone.presets import TrainConfig, get_preset, read_toml
+from whetstone.presets import TrainConfig, get_preset, read_toml, recipes
 from whetstone.presets.build import TWIN, conventional_twin
 from whetstone.runs import train_run
 
@@ -34,8 +34,11 @@ from .common import RESULTS, environment, write_json
 
 
 def recipe_config(preset: str | None, recipe: str | Path | None) -> tuple[Any, str]:
-    """``preset`` (else the recipe's) with the TOML ``recipe``'s overrides, and the result
-    label (the recipe's file name, else the preset's)."""
+    """``preset`` (else the recipe's) with the TOML ``recipe``'s overrides (a shipped recipe's
+    name, :mod:`whetstone.presets.recipes`, or a file), and the result label (the recipe's
+    name, else the preset's)."""
+    if recipe:
+        recipe = recipes.resolve(recipe)
     values: dict[str, Any] = read_toml(recipe) if recipe else {}
     name = preset or values.pop("preset")
     values.pop("preset", None)
@@ -92,7 +95,8 @@ def merge(paths: list[Path]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--preset")
-    p.add_argument("--recipe", help="TOML recipe (a preset plus overrides)")
+    p.add_argument("--recipe", help="a shipped recipe's name (whetstone recipes) or a TOML "
+                                    "file (a preset plus overrides)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-baseline", action="store_true", help="skip the never-sharpened network")

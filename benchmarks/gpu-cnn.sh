@@ -48,7 +48,7 @@ for job in $jobs; do
     # what an earlier invocation left for this job must not pass for this one's
     rm -rf "$part" "$runs/$recipe$suffix"-{conventional,sharpened}-seed"$seed"
     # shellcheck disable=SC2086
-    timeout -k 15 "$limit" "$py" -m benchmarks.accuracy --recipe "benchmarks/recipes/$recipe.toml" \
+    timeout -k 15 "$limit" "$py" -m benchmarks.accuracy --recipe "$recipe" \
         --seeds "$seed" --device "${DEVICE:-cuda}" ${ARGS:-} --out "$part" --runs-dir "$runs" \
         >"$runs/logs/$recipe$suffix-seed$seed.log" 2>&1 &
     pids+=("$!")

@@ -24,7 +24,7 @@ PyTorch ReLU network and the snnTorch network, interleaved (one epoch of each pe
 several rounds, no augmentation); per-round ratios to ReLU, reported as medians.
 
     python -m benchmarks.peers_direct --seeds 0
-    python -m benchmarks.peers_direct --recipe benchmarks/recipes/fashion-dense-distill.toml \
+    python -m benchmarks.peers_direct --recipe fashion-dense-bn-long \
         --seeds 0 1 2      # reuses the runs benchmarks.accuracy trained for that recipe
     python -m benchmarks.peers_direct --quick
 """

@@ -195,7 +195,7 @@ CASES = [
       r"--lr-schedule: lr_schedule: .*did you mean 'cosine'\?"),
     T("preset-typo", ("--preset", "mnist-dens"),
       r"--preset: preset: unknown preset 'mnist-dens'; did you mean 'mnist-dense'\?"),
-    T("no-preset-no-config", (), r"give --preset NAME or --config FILE"),
+    T("no-preset-no-config", (), r"give --preset NAME, --recipe NAME or --config FILE"),
     T("distill-weight-range", (*PRESET, "--teacher", "t", "--distill-weight", "1.5"),
       r"--distill-weight: teacher\.weight: must be a finite number in \[0, 1\], got 1\.5"),
     T("distill-temperature-zero", (*PRESET, "--teacher", "t", "--distill-temperature", "0"),

@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from . import options, spiking
+from . import options, recipes, spiking
 from .options import OneLineParser, UsageError
 
 
@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a preset or configuration into a run folder")
     t.add_argument("--preset", default=None, help="named preset (see 'whetstone presets')")
     t.add_argument("--config", default=None, help="TOML file (keys of TrainConfig, or 'preset')")
+    t.add_argument("--recipe", default=None,
+                   help="named recipe shipped with whetstone (see 'whetstone recipes')")
     t.add_argument("--out", default=None, help="run folder (default: runs/PRESET)")
     t.add_argument("--epochs", type=int, help="epochs of the sharpening schedule")
     t.add_argument("--finetune-epochs", type=int,
@@ -103,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(e)
 
     spiking.add_parsers(sub, _add_common)
+    recipes.add_parsers(sub)
 
     sub.add_parser("presets", help="list the presets and their settings")
 
@@ -141,8 +144,17 @@ def _config_from_args(args: argparse.Namespace) -> Any:
     from ..presets import TrainConfig, get_preset
     from ..presets.build import CLIP_GRAD_NORM, DEFAULT_LR
 
+    if args.recipe is not None:
+        if args.config is not None:
+            raise UsageError("give --recipe NAME or --config FILE, not both")
+        from ..presets import recipes as shipped
+
+        try:
+            args.config = str(shipped.get(args.recipe).path)
+        except KeyError as exc:
+            raise UsageError(f"--recipe: {exc.args[0]}") from None
     if args.preset is None and args.config is None:
-        raise UsageError("give --preset NAME or --config FILE")
+        raise UsageError("give --preset NAME, --recipe NAME or --config FILE")
     with _blame("--preset"):
         if args.preset is not None:
             get_preset(args.preset)  # checked first, so that its error names --preset
@@ -389,7 +401,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "presets": cmd_presets,
-            "fetch": cmd_fetch, **spiking.COMMANDS}
+            "fetch": cmd_fetch, **spiking.COMMANDS, **recipes.COMMANDS}
 
 
 USER_ERRORS = (ValueError, OSError, ImportError, ArithmeticError, TypeError, RuntimeError,

@@ -25,7 +25,8 @@ def _dense(name: str, dataset: str) -> TrainConfig:
     recipe improvements: the schedule's steps spread over batches, a straight-through gradient
     through fully sharpened layers, 10 fine-tuning epochs once every layer is at 1, cosine
     learning-rate decay and random shifts of up to 1 pixel. The architecture is the original's;
-    ``benchmarks/recipes/mnist-dense-original.toml`` is the example exactly as shipped."""
+    the recipe ``mnist-dense-original`` (:mod:`whetstone.presets.recipes`) is the example
+    exactly as shipped."""
     return TrainConfig(
         name=name,
         dataset=dataset,
