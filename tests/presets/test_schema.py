@@ -17,7 +17,9 @@ from whetstone.presets.build import check_device, check_teacher
 from whetstone.presets.config import MAX_CONFIG_BYTES
 from whetstone.presets.schema import MODEL_KEYS, did_you_mean
 
-RECIPES = sorted((Path(__file__).parents[2] / "benchmarks" / "recipes").rglob("*.toml"))
+RECIPES = sorted([*(Path(__file__).parents[2] / "benchmarks" / "recipes").rglob("*.toml"),
+                  *(Path(__file__).parents[2] / "src" / "whetstone" / "presets" / "recipes"
+                    ).glob("*.toml")])
 
 
 def test_config_error_is_a_value_error_with_field_and_source():
