@@ -37,17 +37,17 @@ bench: bench-mnist-dense bench-speed report
 
 bench-mnist-dense: $(VENV)/.dev
 	$(PY) -m benchmarks.accuracy --preset mnist-dense --seeds 0 1 2
-	$(PY) -m benchmarks.accuracy --recipe benchmarks/recipes/mnist-dense-original.toml --seeds 0 1 2
+	$(PY) -m benchmarks.accuracy --recipe mnist-dense-original --seeds 0 1 2
 	$(PY) -m benchmarks.spiking runs/bench/mnist-dense-sharpened-seed0 --label mnist-dense
 
 # The CNN presets: CPU recipes (same architecture, compressed schedule); on a GPU pass
 # DEVICE=cuda and a longer recipe.
 DEVICE ?= cpu
 bench-mnist-cnn: $(VENV)/.dev
-	$(PY) -m benchmarks.accuracy --recipe benchmarks/recipes/mnist-cnn-cpu.toml --device $(DEVICE)
+	$(PY) -m benchmarks.accuracy --recipe mnist-cnn-cpu --device $(DEVICE)
 
 bench-fashion-cnn: $(VENV)/.dev
-	$(PY) -m benchmarks.accuracy --recipe benchmarks/recipes/fashion-cnn-cpu.toml --device $(DEVICE)
+	$(PY) -m benchmarks.accuracy --recipe fashion-cnn-cpu --device $(DEVICE)
 
 # Issue 10's GPU session (benchmarks/gpu-session.sh says how the device calls go): gpu-carry
 # builds the folder it carries (.gpu-carry/, data included); afterwards, with each call's files
@@ -75,7 +75,7 @@ bench-smoke: $(VENV)/.bench
 	OMP_NUM_THREADS=1 $(PY) -m benchmarks.run encoding --quick
 	OMP_NUM_THREADS=1 $(PY) -m benchmarks.run optimizers --quick
 	OMP_NUM_THREADS=1 $(PY) -m benchmarks.run optimizers --quick --optimizers sgd-clip \
-		--recipe benchmarks/recipes/mnist-small-cnn.toml --schedules scheduled
+		--recipe mnist-small-cnn --schedules scheduled
 	OMP_NUM_THREADS=1 $(PY) -m benchmarks.run schedules --quick
 	OMP_NUM_THREADS=1 $(PY) -m benchmarks.run activity --quick
 	OMP_NUM_THREADS=1 $(PY) -m benchmarks.run precision --quick
@@ -99,7 +99,7 @@ bench-studies: $(VENV)/.bench
 		$(PY) -m benchmarks.run optimizers --preset $$preset --optimizers sgd-clip --schedules simple && \
 		$(PY) -m benchmarks.run schedules --preset $$preset || exit 1; \
 	done
-	$(PY) -m benchmarks.run optimizers --recipe benchmarks/recipes/mnist-small-cnn.toml \
+	$(PY) -m benchmarks.run optimizers --recipe mnist-small-cnn \
 		--schedules scheduled --seeds 0
 	$(MAKE) bench-peers-direct bench-peers-conversion bench-peers-sinabs
 	$(MAKE) bench-peers-direct bench-peers-conversion bench-peers-sinabs \
@@ -110,8 +110,8 @@ bench-studies: $(VENV)/.bench
 # recipes (reusing these runs); the sharpening overhead at 1 and 2 threads.
 bench-parity: $(VENV)/.bench
 	for ds in mnist fashion; do \
-		$(PY) -m benchmarks.accuracy --recipe benchmarks/recipes/$$ds-dense-bn-long.toml --seeds 0 1 2 && \
-		$(PY) -m benchmarks.run peers-direct --recipe benchmarks/recipes/$$ds-dense-bn-long.toml \
+		$(PY) -m benchmarks.accuracy --recipe $$ds-dense-bn-long --seeds 0 1 2 && \
+		$(PY) -m benchmarks.run peers-direct --recipe $$ds-dense-bn-long \
 			--seeds 0 1 2 || exit 1; \
 	done
 	$(PY) -m benchmarks.accuracy --preset mnist-dense-fast --seeds 0 1 2 --no-baseline
@@ -145,3 +145,16 @@ lint: $(VENV)/.dev
 
 clean:
 	rm -rf $(VENV) .venv-sinabs runs/demo
+
+# The documentation site (docs/, mkdocs.yml) into site/; warnings are errors. docs-figures
+# redraws the figures in docs/ (the timeline trains a small network: about a minute).
+.PHONY: docs docs-figures
+$(VENV)/.docs: $(VENV)/.base pyproject.toml
+	$(PIP) install -q -e '.[docs,plot]'
+	touch $@
+
+docs: $(VENV)/.docs
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+docs-figures: $(VENV)/.docs
+	OMP_NUM_THREADS=1 $(PY) docs/figures.py

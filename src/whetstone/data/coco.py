@@ -139,7 +139,8 @@ def polygon_mask(polygons: Sequence[Sequence[float]], height: int, width: int) -
     Args:
         polygons: ``[[x1, y1, x2, y2, ...], ...]``, each with at least 3 points, in pixel
             coordinates (``x`` along the width).
-        height, width: the mask's size.
+        height: the mask's height in pixels.
+        width: the mask's width in pixels.
 
     Returns:
         bool ``(height, width)``: the pixels Pillow's ``ImageDraw.polygon`` fills for any of
