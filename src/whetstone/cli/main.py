@@ -41,6 +41,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="dataset folder (default: $WHETSTONE_DATA or the user cache)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    options.add_progress(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--recipe", default=None,
                    help="named recipe shipped with whetstone (see 'whetstone recipes')")
     t.add_argument("--out", default=None, help="run folder (default: runs/PRESET)")
-    t.add_argument("--epochs", type=int, help="epochs of the sharpening schedule")
+    t.add_argument("--epochs", type=int,
+                   help="epochs of the sharpening phase: the schedule must set every layer to "
+                        "1 within them (see --schedule-fit); --finetune-epochs follow")
     t.add_argument("--finetune-epochs", type=int,
                    help="epochs after the schedule, with every layer at sharpness 1")
     t.add_argument("--batch-size", type=int)
@@ -89,8 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--precision", choices=["float32", "bf16"],
                    help="training precision: bf16 runs forward and loss under bfloat16 "
                         "autocast (evaluation stays float32)")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--no-plot", action="store_true", help="do not write sharpening.png")
+    from . import schedule as schedule_options
+
+    schedule_options.add_options(t)
     t.add_argument("--resume", metavar="RUN",
                    help="continue the interrupted run RUN from its last checkpoint (its own "
                         "configuration and data; no other training option)")
@@ -107,11 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     spiking.add_parsers(sub, _add_common)
     recipes.add_parsers(sub)
 
-    sub.add_parser("presets", help="list the presets and their settings")
+    pr = sub.add_parser("presets", help="list the presets and their settings")
+    pr.add_argument("--json", action="store_true", help="every preset's full settings as JSON")
 
     f = sub.add_parser("fetch", help="download (or find) a dataset into the data folder")
     f.add_argument("dataset", choices=options.DATASETS)
-    f.add_argument("--data-dir", default=None)
+    f.add_argument("--data-dir", default=None,
+                   help="dataset folder (default: $WHETSTONE_DATA or the user cache)")
+    f.add_argument("--json", action="store_true", help="print the result as JSON")
     for command in sub.choices.values():  # --debug after the command too
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="on an error, print the traceback as well")
@@ -163,7 +171,10 @@ def _config_from_args(args: argparse.Namespace) -> Any:
     if args.schedule:
         with _blame("--schedule"):
             config = config.with_schedule(args.schedule)
-    changes: list[tuple[str, dict[str, Any]]] = [
+    from . import schedule as schedule_options
+
+    changes = schedule_options.timing_changes(config, args)
+    changes += [
         (option, {key: getattr(args, key)}) for option, key in _OPTION_FIELDS
         if getattr(args, key) is not None]
     if args.surrogate is not None:
@@ -202,7 +213,7 @@ RESUME_EXCLUDES = ("preset", "config", "out", "epochs", "finetune_epochs", "batc
                    "optimizer", "lr", "clip_grad_norm", "schedule", "surrogate", "lr_schedule",
                    "augment", "val_every", "train_limit", "val_limit", "test_limit", "teacher",
                    "distill_temperature", "distill_weight", "init_from_teacher", "precision",
-                   "seed")
+                   "seed", "sharpen_start", "sharpen_epochs", "schedule_fit")
 """``train`` options that ``--resume`` refuses: the interrupted run keeps its own."""
 
 
@@ -224,7 +235,7 @@ def _train_policy(args: argparse.Namespace) -> int:
         raise UsageError(f"--preset {args.preset} trains on the CPU (the environment is Python)")
     config = PolicyConfig(args.preset, int(args.seed or 0), POLICY_PRESETS[args.preset]())
     out = options.check_output_folder(args.out or f"runs/{args.preset}", "--out")
-    summary = train_policy_run(config, out, progress=not args.no_progress,
+    summary = train_policy_run(config, out, progress=options.progress_mode(args) == "bar",
                                plot=not args.no_plot)
     _print(summary, args.json, [f"run folder: {out}", *_policy_lines(summary["evaluation"]),
                                 "training time: " + ", ".join(
@@ -264,6 +275,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..presets.build import check_device
     from ..presets.registry import POLICY_PRESETS
     from ..runs import train_run
+    from . import schedule as schedule_options
 
     if args.resume is None and args.preset in POLICY_PRESETS:
         return _train_policy(args)
@@ -279,13 +291,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = options.check_output_folder(args.out or f"runs/{config.name}", "--out")
     with _blame("--device"):
         check_device(args.device)
+    progress = options.progress(args, "train")
+    fitted = None
+    if config is not None:  # the schedule must finish within the epochs (scaled or refused)
+        config, fitted = schedule_options.fit(config, args)
     summary = train_run(config, out, data_dir=args.data_dir, device=args.device,
-                        progress=not args.no_progress, train_limit=args.train_limit,
+                        progress=progress, train_limit=args.train_limit,
                         test_limit=args.test_limit, plot=not args.no_plot,
                         val_limit=args.val_limit, resume=args.resume is not None)
     if os.environ.get("RANK", "0") != "0":  # a data-parallel job: rank 0 reports
         return 0
-    _print(summary, args.json, _train_lines(summary, out))
+    summary["schedule_fit"] = fitted
+    warning = schedule_options.sharpness_warning(summary)
+    summary["warnings"] = [warning] if warning else []
+    lines = _train_lines(summary, out)
+    if warning:
+        lines.append(warning)
+        if args.json:  # standard output holds the JSON: the warning goes to stderr as well
+            print(warning, file=sys.stderr)
+    _print(summary, args.json, lines)
     return 0
 
 
@@ -320,6 +344,10 @@ def _train_lines(summary: dict[str, Any], out: Any) -> list[str]:
         f"test at final sharpness: {_metrics_text(summary.get('test_metrics'))}",
         f"test fully binary (every layer at sharpness 1): "
         f"{_metrics_text(summary.get('test_metrics_binary'))}",
+        f"final layer sharpness: "
+        f"{'/'.join(f'{s:.2f}' for s in summary.get('final_sharpness', []))} ("
+        + ("fully sharp: a binary network" if summary.get("fully_sharp") else
+           "not fully sharp") + ")",
         f"training time: {summary['train_seconds']:.1f} s over {summary['epochs']} epochs",
     ]
 
@@ -338,7 +366,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                    *_policy_lines(result)])
         return 0
     result = evaluate_run(args.run, data_dir=args.data_dir, split=args.split, device=args.device,
-                          limit=args.limit, spiking=not args.no_spiking)
+                          limit=args.limit, spiking=not args.no_spiking,
+                          progress=options.progress(args, "evaluate"))
     _print(result, args.json, _evaluate_lines(result))
     return 0
 
@@ -373,30 +402,29 @@ def _evaluate_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def cmd_presets(_args: argparse.Namespace) -> int:
-    from ..presets import PRESETS
-    from ..presets.registry import POLICY_PRESETS
+def cmd_presets(args: argparse.Namespace) -> int:
+    from . import presets_table
 
-    for name, cfg in PRESETS.items():
-        key = (f", key {cfg.key['classes']}x{cfg.key['width']} "
-               f"{'overlapping' if cfg.key.get('overlapping', True) else 'disjoint'}"
-               if cfg.task == "classification" else "")
-        print(f"{name}: {cfg.task} on {cfg.dataset}, {cfg.model}{key}, {cfg.optimizer}, "
-              f"schedule {cfg.schedule}, {cfg.epochs} epochs, batch {cfg.batch_size}")
-    for name, make in POLICY_PRESETS.items():
-        dqn = make()
-        print(f"{name}: reinforcement learning (DQN) on {dqn.env_id}, hidden {list(dqn.hidden)}, "
-              f"{dqn.total_steps} environment steps, step sharpener from step "
-              f"{dqn.sharpen_start}, {dqn.layer_duration} steps per layer")
+    if args.json:
+        print(json.dumps(presets_table.preset_dicts(), indent=2))
+        return 0
+    print(presets_table.table())
     return 0
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     from ..data import load
+    from ..data.sources import default_data_dir
 
+    splits = {}
     for split in ("train-full", "test"):
         images, _labels = load(args.dataset, split, data_dir=args.data_dir)
-        print(f"{args.dataset} {split}: {tuple(images.shape)}")
+        splits[split] = {"samples": int(images.shape[0]), "shape": list(images.shape),
+                         "dtype": str(images.dtype).replace("torch.", "")}
+    folder = str(args.data_dir or default_data_dir())
+    _print({"dataset": args.dataset, "data_dir": folder, "splits": splits}, args.json,
+           [f"{args.dataset} {split}: {tuple(info['shape'])}" for split, info in splits.items()]
+           + [f"data folder: {folder}"])
     return 0
 
 
@@ -418,6 +446,19 @@ exception defined outside whetstone, add a hint to rerun with ``--debug``."""
 
 DEBUG_HINT = "rerun with --debug for the traceback"
 
+FORCE_COMMANDS = ("convert", "export")
+"""Commands that take ``--force`` (convert a model below sharpness 1)."""
+
+
+def cli_words(message: str, command: str) -> str:
+    """A library message in the command line's words: the Python keyword ``force=True`` (of
+    :func:`whetstone.conversion.to_spiking`) becomes ``--force`` for the commands that take
+    it, else the ``whetstone convert --force`` that makes the network."""
+    if "force=True" not in message:
+        return message
+    flag = "--force" if command in FORCE_COMMANDS else "'whetstone convert RUN --force'"
+    return message.replace("pass force=True", f"pass {flag}").replace("force=True", flag)
+
 
 def report(command: str, exc: BaseException, debug: bool = False) -> int:
     """Print ``exc`` as one line on stderr (after its traceback with ``debug``) and return the
@@ -425,7 +466,7 @@ def report(command: str, exc: BaseException, debug: bool = False) -> int:
     if debug:
         traceback.print_exception(exc)
     own = type(exc).__module__.split(".")[0] == "whetstone"
-    message = " ".join(str(exc).split())
+    message = cli_words(" ".join(str(exc).split()), command)
     if not message:
         message = type(exc).__name__
     elif not (isinstance(exc, FORESEEN) or own):

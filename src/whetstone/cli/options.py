@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn, TextIO
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100")
 """Dataset names the options accept (equal to :data:`whetstone.data.DATASETS`' keys; a test
@@ -91,3 +92,44 @@ def check_output_folder(path: str | Path, option: str) -> Path:
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise UsageError(f"{option} {path}: cannot create it in {ancestor} (permission denied)")
     return path
+
+
+PROGRESS_CHOICES = ("auto", "bar", "log", "none")
+"""``--progress``: ``auto`` (the default) draws bars on a terminal and prints log lines
+otherwise; see :mod:`whetstone.progress` for the others."""
+
+
+def add_progress(p: argparse.ArgumentParser) -> None:
+    """``--progress MODE`` and its short form ``--no-progress`` on the command ``p``."""
+    p.add_argument("--progress", choices=PROGRESS_CHOICES, default=None,
+                   help="bar: tqdm bars on stderr (training also prints a line per epoch); "
+                        "log: one plain line per epoch and per stage, no bars (batch logs); "
+                        "none: nothing; auto (default): bar on a terminal, else log")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no bars and no progress lines (same as --progress none)")
+
+
+def progress_mode(args: argparse.Namespace, stream: TextIO | None = None) -> str:
+    """The progress mode of a command line (``bar``, ``log`` or ``none``): ``--progress``,
+    ``--no-progress`` (``none``), else ``bar`` when ``stream`` (default ``sys.stderr``) is a
+    terminal and ``log`` otherwise. Both options at once, disagreeing, is a
+    :class:`UsageError`."""
+    chosen = getattr(args, "progress", None)
+    if getattr(args, "no_progress", False):
+        if chosen not in (None, "none"):
+            raise UsageError(f"--no-progress and --progress {chosen} contradict each other; "
+                             f"give one")
+        return "none"
+    if chosen in (None, "auto"):
+        stream = stream if stream is not None else sys.stderr
+        isatty = getattr(stream, "isatty", None)
+        return "bar" if isatty is not None and isatty() else "log"
+    return str(chosen)
+
+
+def progress(args: argparse.Namespace, command: str) -> Any:
+    """The :class:`whetstone.progress.Progress` of a command line (see :func:`progress_mode`);
+    its log lines start ``whetstone COMMAND:``."""
+    from ..progress import Progress
+
+    return Progress(progress_mode(args), prefix=f"whetstone {command}")

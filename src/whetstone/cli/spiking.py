@@ -3,7 +3,9 @@
 Each reads a run folder (``whetstone train`` wrote it). The converted network is kept as
 ``RUN/spiking.npz`` (no pickle, checksummed); commands convert on first use. Output paths
 (``--out``, ``--nir``, ``--plot``) are checked before any work, and a run that is not fully
-sharpened is refused with a message naming ``--force``.
+sharpened is refused with a message naming ``--force`` (``convert`` and ``export`` take it;
+the other commands point to ``whetstone convert RUN --force``). Long steps show progress on
+stderr (``--progress``); standard output holds only the result.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ def add_parsers(sub: Any, add_common: Any) -> None:
     e = sub.add_parser("export", help="write the spiking network as a NIR graph")
     e.add_argument("run")
     e.add_argument("--nir", required=True, help="output .nir file")
+    e.add_argument("--force", action="store_true",
+                   help="convert even if some layer is below sharpness 1 (steps replace them)")
     e.add_argument("--neuron", default="if", choices=["if", "threshold", "lif"],
                    help="if: IF neurons run one step (portable, Norse); threshold: exact "
                         "Threshold nodes; lif: LIF with tau = dt (snnTorch)")
@@ -72,9 +76,12 @@ def _check_run(run_dir: str) -> Path:
     return path
 
 
-def _network(run_dir: str, force: bool = False) -> Any:
+def _network(run_dir: str, force: bool = False, has_force: bool = False,
+             progress: Any = None) -> Any:
     """The run's spiking network: ``RUN/spiking.npz`` if it came from the run's current
-    model (its recorded model checksum), else converted again (and kept there)."""
+    model (its recorded model checksum), else converted again (and kept there). ``force``
+    converts a model below sharpness 1; ``has_force``: the command takes ``--force`` (the
+    refusal names it, else ``whetstone convert RUN --force``)."""
     from ..runs.derived import model_hash
     from ..runs.io import MODEL_HASH_KEY
     from ..runtime import SpikingNetwork
@@ -86,16 +93,21 @@ def _network(run_dir: str, force: bool = False) -> Any:
             return net
     # converted on first use (or when stale); kept in the run folder unless it is read-only
     keep = os.access(path.parent, os.W_OK | os.X_OK)
-    return _convert(run_dir, path if keep else None, force, converting=False)
+    return _convert(run_dir, path if keep else None, force, converting=has_force,
+                    progress=progress)
 
 
-def _convert(run_dir: str, path: Path | None, force: bool, converting: bool = True) -> Any:
+def _convert(run_dir: str, path: Path | None, force: bool, converting: bool = True,
+             progress: Any = None) -> Any:
     """Convert the run's model to threshold neurons and save it at ``path`` (``None``: keep
     it in memory only). A model below sharpness 1 is refused unless ``force`` (then one
     warning line on stderr)."""
+    import torch
+
     from ..conversion import to_spiking
+    from ..progress import stage
     from ..runs import load_run
-    from ..runs.derived import model_hash
+    from ..runs.derived import model_hash, run_input_shape
     from ..runs.io import MODEL_HASH_KEY
     from ..sharpening.allocation import get_layer_sharpness
 
@@ -108,9 +120,11 @@ def _convert(run_dir: str, path: Path | None, force: bool, converting: bool = Tr
         raise UsageError(f"{run_dir}: the model is not fully sharpened (layer sharpness "
                          f"{levels}), so no spiking network computes what it does; train "
                          f"until every layer is at 1, or {how}")
-    with warnings.catch_warnings(record=True) as caught:
+    example = torch.zeros((1, *run_input_shape(run_dir)))  # records the input shape
+    with warnings.catch_warnings(record=True) as caught, \
+            stage(progress, "conversion to threshold neurons"):
         warnings.simplefilter("always")
-        net = to_spiking(run.model, force=force)
+        net = to_spiking(run.model, example, force=force)
     net.metadata[MODEL_HASH_KEY] = model_hash(run_dir)  # binds the file to this model
     for warning in caught:
         print(f"whetstone: warning: {' '.join(str(warning.message).split())}", file=sys.stderr)
@@ -121,9 +135,18 @@ def _convert(run_dir: str, path: Path | None, force: bool, converting: bool = Tr
 
 def _data(run_dir: str, dataset: str | None, split: str, limit: int | None,
           data_dir: str | None) -> tuple[Any, Any, str]:
+    from ..runs import load_split
+
+    name = _dataset(run_dir, dataset)
+    data = load_split(name, split, data_dir, limit)
+    return data.x.numpy(), data.y.numpy(), name
+
+
+def _dataset(run_dir: str, dataset: str | None) -> str:
+    """The dataset a command runs the run's network on (``dataset``, else the run's own);
+    :class:`UsageError` for a policy run or a dataset of another input shape."""
     from ..presets import TrainConfig
     from ..presets.schema import DATASET_SHAPES
-    from ..runs import load_split
     from ..runs.policy import is_policy_run
 
     if is_policy_run(_check_run(run_dir)):
@@ -136,8 +159,7 @@ def _data(run_dir: str, dataset: str | None, split: str, limit: int | None,
         other = "x".join(map(str, DATASET_SHAPES[name]))
         raise UsageError(f"--dataset {name}: the run learned {learned} ({shape} inputs); "
                          f"{name} has {other} inputs")
-    data = load_split(name, split, data_dir, limit)
-    return data.x.numpy(), data.y.numpy(), name
+    return name
 
 
 def _emit(result: dict[str, Any], as_json: bool, lines: list[str]) -> int:
@@ -149,7 +171,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     _check_run(args.run)
     out = options.check_output_file(args.out or Path(args.run) / SPIKING_FILE,
                                     "--out" if args.out else "output")
-    net = _convert(args.run, out, args.force)
+    net = _convert(args.run, out, args.force, progress=options.progress(args, "convert"))
     kinds = [type(layer).__name__ for layer in net.layers]
     return _emit({"network": str(out), "layers": kinds}, args.json,
                  [f"wrote {out}: {' -> '.join(kinds)}"])
@@ -162,11 +184,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from ..presets.build import build_task
     from ..runs.folder import score_network
 
-    net = _network(args.run)
+    progress = options.progress(args, "simulate")
+    _dataset(args.run, args.dataset)  # a wrong --dataset is refused before any work
+    net = _network(args.run, progress=progress)
     x, y, name = _data(args.run, args.dataset, args.split, args.limit, args.data_dir)
     task = build_task(TrainConfig.load(_check_run(args.run) / "config.json"))
     t0 = time.perf_counter()
-    metrics = score_network(net, torch.from_numpy(x), torch.from_numpy(y), task)
+    with progress.stage(f"spiking network on {name} {args.split}", len(y)):
+        metrics = score_network(net, torch.from_numpy(x), torch.from_numpy(y), task,
+                                progress=progress)
     seconds = time.perf_counter() - t0
     primary = task.meter().primary
     result = {"run": args.run, "dataset": name, "split": args.split, "samples": len(y),
@@ -187,21 +213,20 @@ def cmd_stats(args: argparse.Namespace) -> int:
     options.check_output_file(Path(args.run) / "stats.json", "output")
     options.check_output_file(args.plot or Path(args.run) / "stats.png",
                               "--plot" if args.plot else "output")
-    net = _network(args.run)
+    progress = options.progress(args, "stats")
+    _dataset(args.run, None)
+    net = _network(args.run, progress=progress)
     x, y, name = _data(args.run, None, "test", args.limit, args.data_dir)
     labels = y if _task(args.run).discrete else None  # a reconstruction has no classes to score
-    stats = {**network_stats(net, x, labels), MODEL_HASH_KEY: net.metadata.get(MODEL_HASH_KEY)}
+    with progress.stage(f"spike statistics on {name} test", len(y)):
+        measured = network_stats(net, x, labels, progress=progress)
+    stats = {**measured, MODEL_HASH_KEY: net.metadata.get(MODEL_HASH_KEY)}
     atomic_write_text(Path(args.run) / "stats.json", json.dumps(stats, indent=2) + "\n")
     plot = Path(args.plot) if args.plot else Path(args.run) / "stats.png"
     plot_stats(stats, plot, title=f"{args.run} ({name} test, {len(y)} samples)")
-    if args.json:
-        return _emit(stats, True, [])
-    total = stats["total"]
-    lines = [f"{name} test, {len(y)} samples; per sample, averaged (plot: {plot})"]
-    for key, value in total.items():
-        if isinstance(value, int | float):
-            lines.append(f"  {key}: {value:.6g}")
-    return _emit(stats, False, lines)
+    from .stats_text import stats_lines
+
+    return _emit(stats, args.json, stats_lines(stats, f"{name} test", plot))
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
@@ -211,12 +236,15 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         if len(args.bits) != 1:
             raise UsageError(f"--out needs exactly one --bits value, got {len(args.bits)}")
         options.check_output_file(args.out, "--out")
-    net = _network(args.run)
+    progress = options.progress(args, "quantize")
+    _dataset(args.run, None)
+    net = _network(args.run, progress=progress)
     x, y, _name = _data(args.run, None, "test", args.limit, args.data_dir)
     task = _task(args.run)
     if task.name != "classification":
-        return _quantize_task(args, net, x, y, task)
-    rows = quantization_sweep(net, x, y, bits=args.bits)
+        return _quantize_task(args, net, x, y, task, progress)
+    with progress.stage(f"quantization sweep over {len(args.bits)} bit width(s)", len(y)):
+        rows = quantization_sweep(net, x, y, bits=args.bits, progress=progress)
     if args.out:
         quantize(net, args.bits[0]).save(args.out)
     lines = [f"unquantized: {100 * rows[0]['reference_accuracy']:.2f} %"]
@@ -232,7 +260,8 @@ def _task(run_dir: str) -> Any:
     return build_task(TrainConfig.load(_check_run(run_dir) / "config.json"))
 
 
-def _quantize_task(args: argparse.Namespace, net: Any, x: Any, y: Any, task: Any) -> int:
+def _quantize_task(args: argparse.Namespace, net: Any, x: Any, y: Any, task: Any,
+                   progress: Any) -> int:
     """The quantization sweep scored by the run's task (reconstruction, segmentation): every
     score of the task's meter per bit width, beside the unquantized network's, and how far the
     quantized outputs agree with the unquantized ones (:class:`whetstone.tasks.Agreement`)."""
@@ -248,7 +277,7 @@ def _quantize_task(args: argparse.Namespace, net: Any, x: Any, y: Any, task: Any
     reference = score_network(net, xt, yt, task)
     base = run_network(net, x, dtype=np.float64)
     rows = []
-    for bits in args.bits:
+    for bits in progress.iterate(args.bits, desc="quantization sweep", unit="bit width"):
         qnet = quantize(net, bits)
         agreement = Agreement(task)
         agreement.update(torch.from_numpy(base),
@@ -277,7 +306,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..presets.build import DATASET_SHAPES
 
     options.check_output_file(args.nir, "--nir")
-    net = _network(args.run)
+    net = _network(args.run, force=args.force, has_force=True,
+                   progress=options.progress(args, "export"))
     from ..runs.policy import PolicyConfig, is_policy_run
 
     if is_policy_run(args.run):

@@ -4,7 +4,7 @@ pass, as a JSON-serialisable dict; ``plot_stats`` draws its per-layer density an
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -13,10 +13,14 @@ from .activity import gini
 from .energy import ENERGY_PRESETS, ESTIMATE_NOTE, estimate_energy
 from .synops import SYNAPTIC, _synops_from, trace
 
+if TYPE_CHECKING:
+    from ..progress import Progress
+
 
 def network_stats(net: SpikingNetwork, x: np.ndarray, y: np.ndarray | None = None,
                   batch_size: int = 256,
-                  presets: tuple[str, ...] = tuple(ENERGY_PRESETS)) -> dict[str, Any]:
+                  presets: tuple[str, ...] = tuple(ENERGY_PRESETS),
+                  progress: Progress | None = None) -> dict[str, Any]:
     """Per-layer and total cost metrics of ``net`` on ``x`` ``(N, ...)`` (per sample).
 
     For every ``Threshold`` ``l`` with ``M_l`` neurons and spikes ``z`` ``(N, M_l)``:
@@ -43,7 +47,9 @@ def network_stats(net: SpikingNetwork, x: np.ndarray, y: np.ndarray | None = Non
                    "density_overall": spikes / neuron evaluations (all layers),
                    "gini": Gini of all neurons' rates together,
                    "ac", "mac", "synops", "dense_mac", "neuron_updates",
-                   "synops_per_dense_mac": synops / dense_mac},
+                   "synops_per_dense_mac": synops / dense_mac,
+                   "neurons": spiking neurons (all Threshold layers),
+                   "spikes": spikes per sample (all layers)},
          "energy": {preset: estimate_energy(...)},    # estimates, labelled
          "note": ...}
 
@@ -52,9 +58,10 @@ def network_stats(net: SpikingNetwork, x: np.ndarray, y: np.ndarray | None = Non
     ``(N, C)``, or ``(N, H, W)`` per-pixel classes for outputs ``(N, C, H, W)`` (then the
     accuracy is the pixel accuracy, the mean over all ``N H W`` pixels). A network whose
     readout is ``"spikes"`` or ``"identity"`` has no scores to rank: its accuracy is
-    ``None`` whatever ``y`` is.
+    ``None`` whatever ``y`` is. ``progress`` (a :class:`whetstone.progress.Progress`) shows
+    a bar over the batches.
     """
-    tr = trace(net, x, batch_size)
+    tr = trace(net, x, batch_size, progress)
     ops = _synops_from(net, tr)
     by_index = {e["index"]: e for e in ops["layers"]}
     origin = net.metadata.get("origin") if isinstance(net.metadata, dict) else None
@@ -93,6 +100,8 @@ def network_stats(net: SpikingNetwork, x: np.ndarray, y: np.ndarray | None = Non
         neuron_updates=ops["neuron_updates"],
         synops_per_dense_mac=(total["synops"] / total["dense_mac"]
                               if total["dense_mac"] else None),
+        neurons=int(all_rates.size),
+        spikes=float(all_rates.sum()),
     )
     accuracy = None
     if y is not None and net.readout not in ("spikes", "identity"):

@@ -49,12 +49,17 @@ once per sample (one time step).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..runtime import SHAPE_ONLY, Affine, Conv2d, Decode, SpikingNetwork, Threshold, run
 from ..runtime.primitives import Primitive
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from ..progress import Progress
 
 SYNAPTIC = (Affine, Conv2d, Decode)
 """Primitive types whose operations are counted."""
@@ -134,11 +139,13 @@ class Trace:
     outputs: np.ndarray
 
 
-def trace(net: SpikingNetwork, x: np.ndarray, batch_size: int = 256) -> Trace:
+def trace(net: SpikingNetwork, x: np.ndarray, batch_size: int = 256,
+          progress: Progress | None = None) -> Trace:
     """Run ``net`` on ``x`` ``(N, ...)`` primitive by primitive (the runtime's own kernels, in
     float64) in batches of ``batch_size`` and accumulate, per primitive, the effective
     operations, input spike counts and, for every ``Threshold``, per-neuron spike counts and
-    per-sample densities. ``outputs`` is the last primitive's output ``(N, ...)``."""
+    per-sample densities. ``outputs`` is the last primitive's output ``(N, ...)``.
+    ``progress`` (a :class:`whetstone.progress.Progress`) shows a bar over the batches."""
     x = np.asarray(x)
     if x.ndim < 1 or len(x) == 0:
         raise ValueError(f"x must be a non-empty batch (N, ...), got shape {x.shape}")
@@ -147,7 +154,10 @@ def trace(net: SpikingNetwork, x: np.ndarray, batch_size: int = 256) -> Trace:
     single = [SpikingNetwork([layer]) for layer in net.layers]
     accs = [_LayerAcc(layer.kind) for layer in net.layers]
     outs = []
-    for start in range(0, len(x), batch_size):
+    starts: Iterable[int] = range(0, len(x), batch_size)
+    if progress is not None:
+        starts = progress.iterate(starts, desc="spike statistics", unit="batch")
+    for start in starts:
         h = x[start:start + batch_size]
         binary = h.dtype == np.bool_
         for layer, sub, acc in zip(net.layers, single, accs, strict=True):

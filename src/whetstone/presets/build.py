@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -27,7 +28,8 @@ __all__ = ["ALLOCATIONS", "CLIP_GRAD_NORM", "DATASET_SHAPES", "DEFAULT_LR", "OPT
            "TEACHER_KEYS", "TWIN", "build_distillation", "build_key", "build_lr_scheduler",
            "build_model", "build_optimizer", "build_sharpener",
            "build_task", "check_device", "check_teacher",
-           "conventional_twin", "gradient_clip", "optimizer_arguments"]
+           "conventional_twin", "epoch_span", "fit_schedule", "gradient_clip",
+           "optimizer_arguments", "sharpenable_count", "sharpening_window"]
 
 
 def build_key(config: TrainConfig) -> torch.Tensor:
@@ -222,3 +224,81 @@ def build_distillation(config: TrainConfig) -> Distillation | None:
     defaults = Distillation()
     return Distillation(temperature=float(spec.get("temperature", defaults.temperature)),
                         weight=float(spec.get("weight", defaults.weight)))
+
+
+def sharpenable_count(config: TrainConfig) -> int:
+    """How many sharpenable layers the model of ``config`` has (the model is built once)."""
+    from ..sharpening.allocation import sharpenable_layers
+
+    return len(sharpenable_layers(build_model(config)))
+
+
+def sharpening_window(config: TrainConfig, layers: int | None = None
+                      ) -> tuple[float, float] | None:
+    """When the schedule of ``config`` sharpens: ``(begin, end)`` in epochs elapsed, from the
+    first layer leaving sharpness 0 to the last one reaching 1 (``layers``: the model's
+    sharpenable layers, counted from the model when not given). ``None`` when no timetable
+    exists: schedule ``none`` (never sharpens) or ``adaptive`` (driven by the loss).
+
+    ``simple``: ``start_epoch`` to ``start_epoch + steps * layers`` (``steps`` with
+    ``bottom_up = false``); ``scheduled``: ``start`` to ``start + (layers - 1) (duration +
+    intermission) + duration`` (:meth:`~whetstone.sharpening.ScheduledSharpener.end_epoch`).
+    """
+    spec = config.schedule
+    name = spec.get("name")
+    if name not in ("simple", "scheduled"):
+        return None
+    n = sharpenable_count(config) if layers is None else int(layers)
+    if name == "simple":
+        per_layer = n if spec.get("bottom_up", True) else 1
+        start = float(spec["start_epoch"])
+        return start, start + float(spec.get("steps", 4)) * per_layer
+    start = float(spec["start"])
+    duration, gap = float(spec["duration"]), float(spec.get("intermission", 0))
+    return start, start + (n - 1) * (duration + gap) + duration
+
+
+def epoch_span(window: tuple[float, float]) -> str:
+    """``(begin, end)`` in epochs elapsed as 1-based epochs, e.g. ``(5, 20)``: ``"6-20"``."""
+    first, last = math.floor(window[0]) + 1, max(math.ceil(window[1]), math.floor(window[0]) + 1)
+    return f"{first}" if first == last else f"{first}-{last}"
+
+
+def fit_schedule(config: TrainConfig, layers: int | None = None) -> TrainConfig:
+    """``config`` with its schedule scaled so that every layer reaches sharpness 1 by the end
+    of ``config.epochs`` (the fine-tuning epochs then follow at sharpness 1); ``config``
+    itself when it fits already or has no timetable (:func:`sharpening_window`).
+
+    ``scheduled``: ``start``, ``duration`` and ``intermission`` multiplied by ``epochs /
+    end`` (rounded down to 1/1000 epoch). ``simple`` counts whole epochs: ``steps`` and
+    ``start_epoch`` scaled down alike (``steps`` at least 1, ``start_epoch`` lowered until it
+    fits). Raises :class:`~whetstone.presets.ConfigError` (field ``epochs``) when ``simple``
+    cannot fit: it needs at least one epoch per layer.
+    """
+    n = sharpenable_count(config) if layers is None else int(layers)
+    window = sharpening_window(config, n)
+    epochs = config.epochs
+    if window is None or window[1] <= epochs:
+        return config
+    factor = epochs / window[1]
+    spec = dict(config.schedule)
+    if spec["name"] == "simple":
+        per_layer = n if spec.get("bottom_up", True) else 1
+        if per_layer > epochs:
+            raise ConfigError(f"the simple schedule sharpens {n} layers one after another, "
+                              f"at least one epoch each: it needs {per_layer} epochs, got "
+                              f"{epochs} (the scheduled schedule takes fractions of an "
+                              f"epoch)", "epochs")
+        steps = max(1, math.floor(int(spec.get("steps", 4)) * factor))
+        steps = min(steps, epochs // per_layer)
+        start = min(math.floor(int(spec["start_epoch"]) * factor), epochs - steps * per_layer)
+        spec.update(start_epoch=start, steps=steps)
+    else:
+        def down(value: float) -> float:
+            return math.floor(value * factor * 1000) / 1000
+
+        spec.update(start=down(float(spec["start"])),
+                    intermission=down(float(spec.get("intermission", 0))))
+        duration = down(float(spec["duration"]))
+        spec["duration"] = duration if duration > 0 else float(spec["duration"]) * factor
+    return config.merged({"schedule": spec})

@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -79,6 +79,9 @@ from ..runtime import (
     run,
 )
 from ..runtime.primitives import Primitive
+
+if TYPE_CHECKING:
+    from ..progress import Progress
 
 MIN_BITS = 2
 MAX_BITS = 32
@@ -250,8 +253,8 @@ def fake_quantize(net: SpikingNetwork, bits: int) -> SpikingNetwork:
 
 def quantization_sweep(net: SpikingNetwork, x: np.ndarray, y: np.ndarray | None = None,
                        bits: Iterable[int] = range(2, 17), integer_inputs: bool = False,
-                       batch_size: int = 1024, readout: ReadoutMode = "quantize"
-                       ) -> list[dict[str, Any]]:
+                       batch_size: int = 1024, readout: ReadoutMode = "quantize",
+                       progress: Progress | None = None) -> list[dict[str, Any]]:
     """Accuracy and output error against bit width: one row per ``bits``,
     JSON-serialisable::
 
@@ -266,9 +269,17 @@ def quantization_sweep(net: SpikingNetwork, x: np.ndarray, y: np.ndarray | None 
     real-valued readout). ``y`` (optional: ``None`` gives ``None`` accuracies) has the
     shape of ``pred``. For a network whose readout is spikes, ``accuracy``, ``agreement``
     and ``reference_accuracy`` are ``None`` (binary outputs have no scores to rank) and
-    ``output_max_abs_diff`` is 1 when any output spike differs, else 0.
+    ``output_max_abs_diff`` is 1 when any output spike differs, else 0. ``progress`` (a
+    :class:`whetstone.progress.Progress`) shows a bar over the unquantized network and the
+    bit widths.
     """
     scores = net.readout not in ("spikes", "identity")
+    widths = list(bits)
+    steps: Iterable[int | None] = [None, *widths]  # None: the unquantized reference
+    if progress is not None:
+        steps = progress.iterate(steps, desc="quantization sweep", unit="network")
+    steps = iter(steps)
+    next(steps)
     reference = run(net, x, batch_size=batch_size)
     assert isinstance(reference, np.ndarray)
     ref_pred = reference.argmax(axis=1) if scores and reference.ndim >= 2 else None
@@ -282,7 +293,8 @@ def quantization_sweep(net: SpikingNetwork, x: np.ndarray, y: np.ndarray | None 
     ref_acc = (float((ref_pred == y).mean())
                if y is not None and ref_pred is not None else None)
     rows = []
-    for b in bits:
+    for b in steps:
+        assert b is not None
         out = run(quantize(net, b, integer_inputs, readout), x, batch_size=batch_size)
         assert isinstance(out, np.ndarray)
         pred = out.argmax(axis=1) if ref_pred is not None else None

@@ -44,6 +44,7 @@ from ..presets.build import (
     gradient_clip,
 )
 from ..presets.config import TrainConfig
+from ..progress import Progress, as_progress, iterate, stage
 from ..sharpening.allocation import (
     fully_sharpened,
     get_layer_sharpness,
@@ -58,6 +59,7 @@ from ..training.loop import (
     LoopState,
     TrainingError,
     TrainingInterrupted,
+    epoch_line,
     evaluate_metrics,
     fit,
 )
@@ -191,7 +193,7 @@ def train_run(
     out: str | Path,
     data_dir: str | Path | None = None,
     device: str = "cpu",
-    progress: bool = True,
+    progress: bool | Progress = True,
     train_limit: int | None = None,
     test_limit: int | None = None,
     plot: bool = True,
@@ -222,8 +224,13 @@ def train_run(
     run of ``out`` from its checkpoint (``config`` ``None`` or equal to the partial run's;
     the data limits are the recorded ones): on the same machine the result is byte for byte
     that of an uninterrupted run.
+
+    ``progress``: ``True`` draws tqdm bars and one line per epoch on stderr, ``False`` is
+    silent; a :class:`whetstone.progress.Progress` chooses (``"log"``: one plain line per
+    epoch and per evaluation stage, no bars).
     """
     out = Path(out)
+    progress = as_progress(progress)
     partial = partial_folder(out)
     check_device(device)  # an unusable device fails before anything is written
     if config is not None:
@@ -276,7 +283,8 @@ def train_run(
             distributed.barrier()  # the partial folder is ready before any rank trains
         try:
             summary = _train_into(config, partial, out, train, val, test, teacher,
-                                  distillation, device, progress and main, plot, resume,
+                                  distillation, device,
+                                  progress if main else Progress("none"), plot, resume,
                                   checkpoints, handle_signals, limits, t_start, distributed,
                                   twin_dir if config.twin else None)
         except BaseException:
@@ -328,7 +336,7 @@ def _stop_on_signals(enabled: bool) -> Iterator[Callable[[], bool]]:
 
 def _train_into(config: TrainConfig, partial: Path, out: Path, train: Split, val: Split,
                 test: Split, teacher: nn.Module | None, distillation: Any, device: str,
-                progress: bool, plot: bool, resume: bool, checkpoints: bool,
+                progress: Progress, plot: bool, resume: bool, checkpoints: bool,
                 handle_signals: bool, limits: dict[str, Any], t_start: float,
                 distributed: Distributed | None = None,
                 twin: Path | None = None) -> dict[str, Any]:
@@ -379,7 +387,9 @@ def _train_into(config: TrainConfig, partial: Path, out: Path, train: Split, val
             history = fit(
                 trained, train_loader, config.total_epochs, optimizer, sharpener=sharpener,
                 val_loader=val_loader,
-                run_dir=partial if main else None, device=device, progress=progress,
+                run_dir=partial if main else None, device=device, progress=progress.bars,
+                on_epoch=(lambda record: progress.line(epoch_line(record, config.total_epochs)))
+                if progress.lines else None,
                 val_every=config.val_every,
                 channels_last=any(isinstance(m, nn.Conv2d) for m in model.modules()),
                 scheduler=scheduler,
@@ -406,12 +416,16 @@ def _train_into(config: TrainConfig, partial: Path, out: Path, train: Split, val
                 if main else tensors_sha256(state_tensors(model)))
     test_loader = ArrayLoader(test.x, test.y, eval_batch_size(task))
     t_test = time.perf_counter()
-    metrics_current = evaluate_metrics(model, test_loader, device, task)
+    with progress.stage("test split at final sharpness", len(test.y)):
+        metrics_current = evaluate_metrics(
+            model, progress.iterate(test_loader, desc="test split"), device, task)
     if is_fully_sharp(model):
         metrics_binary = metrics_current
     else:
-        with fully_sharpened(model):
-            metrics_binary = evaluate_metrics(model, test_loader, device, task)
+        with fully_sharpened(model), progress.stage("test split fully binary", len(test.y)):
+            metrics_binary = evaluate_metrics(
+                model, progress.iterate(test_loader, desc="test split, fully binary"), device,
+                task)
     primary = task.meter().primary
     test_current, test_binary = metrics_current[primary], metrics_binary[primary]
     test_seconds = time.perf_counter() - t_test
@@ -515,14 +529,17 @@ def _recorded_twin(path: Path) -> Path | None:
 
 
 def score_network(net: Any, x: torch.Tensor, y: torch.Tensor, task: Task,
-                  batch_size: int | None = None) -> dict[str, Any]:
+                  batch_size: int | None = None,
+                  progress: Progress | None = None) -> dict[str, Any]:
     """Every score of ``task``'s meter for the spiking network ``net`` (the numpy runtime, in
-    float64) on the inputs ``x`` and their labels or masks ``y``."""
+    float64) on the inputs ``x`` and their labels or masks ``y`` (``progress``: a bar over
+    the batches)."""
     from ..runtime import run as run_network
 
     meter = task.meter()
     step = batch_size or eval_batch_size(task)
-    for start in range(0, len(x), step):
+    for start in iterate(progress, range(0, len(x), step), desc="spiking network (numpy)",
+                         unit="batch"):
         xb, yb = x[start:start + step], y[start:start + step]
         out = torch.from_numpy(run_network(net, xb.numpy(), dtype=np.float64))
         meter.update(out, task.target(xb, yb))
@@ -536,6 +553,7 @@ def evaluate_run(
     device: str = "cpu",
     limit: int | None = None,
     spiking: bool = True,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """The task's scores of a run's model at its saved sharpness and fully binary, on ``split``.
 
@@ -551,6 +569,8 @@ def evaluate_run(
     ``agreement``, its decisions against the torch model's run in float64 (the same
     function: ``agreement`` the fraction of equal classes, or pixels; for real-valued
     readouts also ``max_abs_difference``); ``spiking_agreement`` is ``agreement["agreement"]``.
+    ``progress`` (a :class:`whetstone.progress.Progress`) shows a bar per stage, or in mode
+    ``"log"`` one line per stage.
     """
     import copy
 
@@ -559,17 +579,24 @@ def evaluate_run(
     data = load_split(run.config.dataset, split, data_dir, limit)
     loader = ArrayLoader(data.x, data.y, eval_batch_size(task))
     run.model.to(device)
-    metrics = evaluate_metrics(run.model, loader, device, task)
+    n = int(len(data.x))
+
+    def scored(model: nn.Module, what: str) -> dict[str, Any]:
+        with stage(progress, what, n):
+            return evaluate_metrics(model, iterate(progress, loader, desc=what, unit="batch"),
+                                    device, task)
+
+    metrics = scored(run.model, "at current sharpness (torch)")
     with fully_sharpened(run.model):
-        metrics_binary = evaluate_metrics(run.model, loader, device, task)
+        metrics_binary = scored(run.model, "fully binary (torch)")
     primary = task.meter().primary
     conventional = conventional_thresholded = None
     twin = _recorded_twin(run.path)
     if twin is not None:
         twin_model = load_run(twin).model.to(device)
-        conventional = evaluate_metrics(twin_model, loader, device, task)
+        conventional = scored(twin_model, "conventional twin (torch)")
         with fully_sharpened(twin_model):
-            conventional_thresholded = evaluate_metrics(twin_model, loader, device, task)
+            conventional_thresholded = scored(twin_model, "conventional twin thresholded")
     result: dict[str, Any] = {
         "run": str(run.path),
         "dataset": run.config.dataset,
@@ -599,8 +626,10 @@ def evaluate_run(
         net = to_spiking(model)
         exact = copy.deepcopy(model).double()
         meter, agreement = task.meter(), Agreement(task)
-        with torch.no_grad():
-            for xb, yb in loader:
+        what = "converted spiking network (numpy) against float64 torch"
+        with torch.no_grad(), stage(progress, what, n):
+            for xb, yb in iterate(progress, loader, desc="spiking network (numpy)",
+                                  unit="batch"):
                 ours = torch.from_numpy(run_network(net, xb.numpy(), dtype=np.float64))
                 meter.update(ours, task.target(xb, yb))
                 agreement.update(exact(xb.double()), ours)

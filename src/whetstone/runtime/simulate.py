@@ -50,7 +50,8 @@ group, over chunks of the batch to bound memory.
 from __future__ import annotations
 
 import weakref
-from typing import Literal
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -73,6 +74,9 @@ GATHER_MIN_WEIGHTS = 65536
 
 GATHER_MAX_ROWS = 0.5
 """``auto`` gathers when the batch's spike count is below this fraction of ``in``."""
+
+if TYPE_CHECKING:
+    from ..progress import Progress
 
 _IM2COL_BYTES = 32 * 2**20  # bound on the im2col matrix of one chunk
 
@@ -193,6 +197,7 @@ def run(
     dtype: type[np.floating] | np.dtype = np.float64,
     batch_size: int = 1024,
     binary_affine: BinaryAffine = "auto",
+    progress: Progress | None = None,
 ) -> np.ndarray | tuple[np.ndarray, list[np.ndarray]]:
     """Apply the network to the batch ``x`` ``(N, ...)``.
 
@@ -203,6 +208,7 @@ def run(
     :class:`Threshold` in order, each a bool array ``(N, ...)`` (True where the neuron fired).
     ``batch_size`` bounds the samples processed at once (memory); ``binary_affine`` forces
     the gather or matmul path for affine layers over spikes (results are identical in float64).
+    ``progress`` (a :class:`whetstone.progress.Progress`) shows a bar over the batches.
     """
     x = np.asarray(x)
     dtype = np.dtype(dtype)
@@ -210,7 +216,10 @@ def run(
         raise ValueError("x must be a batch (N, ...)")
     outs: list[np.ndarray] = []
     spikes: list[list[np.ndarray]] = []
-    for start in range(0, max(len(x), 1), batch_size):
+    starts: Iterable[int] = range(0, max(len(x), 1), batch_size)
+    if progress is not None:
+        starts = progress.iterate(starts, desc="spiking network (numpy)", unit="batch")
+    for start in starts:
         out, rec = _run_batch(net, x[start:start + batch_size], record, dtype, binary_affine)
         outs.append(out)
         spikes.append(rec)

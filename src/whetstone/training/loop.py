@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -179,6 +180,16 @@ def check_divergence(history: History, loss: float, accuracy: float, chance: flo
 
 def _format_sharpness(values: list[float]) -> str:
     return "/".join(f"{v:.2f}" for v in values)
+
+
+def epoch_line(record: EpochRecord, epochs: int) -> str:
+    """One plain line for a finished epoch: ``epoch 3/13 loss 0.4120 accuracy 0.8810 val
+    0.9010 binary 0.8990 sharpness 1.00/0.50/0.00 (2.1s)``."""
+    val = ("" if record.val_accuracy is None else
+           f" val {record.val_accuracy:.4f} binary {record.val_accuracy_binary:.4f}")
+    return (f"epoch {record.epoch + 1}/{epochs} loss {record.train_loss:.4f} {record.metric} "
+            f"{record.train_accuracy:.4f}{val} sharpness "
+            f"{_format_sharpness(record.sharpness)} ({record.epoch_time:.1f}s)")
 
 
 def fit(
@@ -391,13 +402,8 @@ def fit(
             log.write(record)
         if on_epoch is not None:
             on_epoch(record)
-        if progress:
-            val = "" if val_acc is None else f" val {val_acc:.4f} binary {val_bin:.4f}"
-            tqdm.write(
-                f"epoch {epoch + 1}/{epochs} loss {train_loss:.4f} {task.metric} "
-                f"{record.train_accuracy:.4f}"
-                f"{val} sharpness {_format_sharpness(record.sharpness)} ({epoch_time:.1f}s)"
-            )
+        if progress:  # on stderr: standard output is for results (--json)
+            tqdm.write(epoch_line(record, epochs), file=sys.stderr)
         if checkpoint is not None:
             checkpoint(LoopState(epoch + 1, 0, 0.0, 0, 0, 0.0,
                                  state_of() if state_of is not None else None, History(history)))
