@@ -95,7 +95,7 @@ def test_mnist_dense_predictions_match(importer: str, mnist_net: Any, tmp_path: 
     net, x = mnist_net
     neuron, load = IMPORTERS[importer]
     path = tmp_path / f"mnist_{neuron}.nir"
-    to_nir(net, path, neuron=neuron, input_shape=(1, 28, 28))
+    to_nir(net, path, neuron=neuron, input_shape=(1, 28, 28), target=importer)
     logits = _run_one_by_one(load(path), x)
     ours = rt.run(net, x)
     assert logits.shape == ours.shape == (256, 10)
@@ -130,7 +130,7 @@ def test_conv_predictions_match(importer: str, tmp_path: Path) -> None:
     net = _conv_net()
     neuron, load = IMPORTERS[importer]
     path = tmp_path / f"conv_{neuron}.nir"
-    to_nir(net, path, neuron=neuron, input_shape=(1, 8, 8))
+    to_nir(net, path, neuron=neuron, input_shape=(1, 8, 8), target=importer)
     x = np.random.default_rng(0).random((64, 1, 8, 8)).astype(np.float32)
     logits = _run_one_by_one(load(path), x)
     ours = rt.run(net, x)
@@ -148,7 +148,7 @@ def test_tie_fires_in_importer(importer: str, theta: float, tmp_path: Path) -> N
                              rt.Threshold(theta)])
     neuron, load = IMPORTERS[importer]
     path = tmp_path / f"tie_{neuron}.nir"
-    to_nir(net, path, neuron=neuron)
+    to_nir(net, path, neuron=neuron, target=importer)
     t = np.float32(theta)
     x = np.array([[t, np.nextafter(t, np.float32(-1)), np.nextafter(t, np.float32(1))]],
                  dtype=np.float32)
@@ -175,7 +175,7 @@ def test_policy_readout_matches(importer: str, tmp_path: Path) -> None:
     assert net.readout == "affine"
     neuron, load = IMPORTERS[importer]
     path = tmp_path / f"policy_{neuron}.nir"
-    to_nir(net, path, neuron=neuron)
+    to_nir(net, path, neuron=neuron, target=importer)
     x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
     q = _run_one_by_one(load(path), x)
     ours = rt.run(net, x)

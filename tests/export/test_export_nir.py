@@ -107,7 +107,8 @@ def reference_run(graph: nir.NIRGraph, x: np.ndarray) -> tuple[np.ndarray, list[
             if kind == "SumPool2d":
                 h = h * (k[0] * k[1])
         elif kind == "Flatten":
-            assert node.start_dim == 0  # batch-free: flatten everything but our batch
+            # batch-free: flatten the whole sample (start_dim -ndim), never our batch
+            assert node.start_dim == -len(node.input_type["input"]) and node.end_dim == -1
             h = h.reshape(len(h), -1)
         elif kind in ("IF", "LIF", "Threshold"):
             thr = node.threshold if kind == "Threshold" else node.v_threshold
@@ -171,7 +172,7 @@ def test_graph_structure_batch_free(tmp_path: Path) -> None:
     assert list(graph.nodes["input"].input_type["input"]) == list(CONV_IN)
     assert list(graph.nodes["output"].output_type["output"]) == [4]
     flatten = graph.nodes[order[8]]
-    assert flatten.start_dim == 0 and flatten.end_dim == -1
+    assert flatten.start_dim == -3 and flatten.end_dim == -1  # batch-safe in torch
     assert list(flatten.input_type["input"]) == [6, 2, 2]
     neurons = [graph.nodes[n] for n, k in zip(order, kinds, strict=True) if k == "IF"]
     assert [n.v_threshold.shape for n in neurons] == [(4, 8, 8), (4, 4, 4), (6, 4, 4), (20,)]
@@ -189,13 +190,17 @@ def test_graph_structure_batch_free(tmp_path: Path) -> None:
     np.testing.assert_array_equal(meta["class_key"], key)
 
 
-def test_lif_form_has_zero_leak_and_unit_input_scale() -> None:
-    graph = to_graph(dense_net(), neuron="lif")
+@pytest.mark.parametrize("target", ["generic", "snntorch", "norse", "sinabs"])
+def test_lif_form_has_zero_leak_and_unit_input_scale(target: str) -> None:
+    graph = to_graph(dense_net(), neuron="lif", target=target)
+    dt = graph.metadata["dt"]
+    assert dt == {"generic": 1.0, "snntorch": 1e-4, "norse": 1e-3, "sinabs": 1.0}[target]
     lifs = [n for n in graph.nodes.values() if isinstance(n, nir.LIF)]
     assert len(lifs) == 2
     for node in lifs:
-        dt = 1e-4  # snnTorch's importer: beta = 1 - dt / tau, input scale r dt / tau
-        assert np.all(1 - dt / node.tau == 0) and np.all(node.r * dt / node.tau == 1)
+        # one Euler step of dt from v = 0: beta = 1 - dt / tau = 0, input scale r dt / tau = 1
+        assert np.all(1 - dt / node.tau.astype(np.float64) < 1e-7)
+        assert np.all(np.abs(node.r * dt / node.tau.astype(np.float64) - 1) < 1e-7)
         assert np.all(node.v_leak == 0)
 
 

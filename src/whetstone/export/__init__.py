@@ -1,8 +1,11 @@
 """Export of spiking networks to other tools.
 
 - :mod:`.nir_graph`: :func:`to_nir` writes a :class:`~whetstone.runtime.SpikingNetwork` as
-  a NIR graph (``nir`` 1.0.x, HDF5) that Norse, snnTorch and other simulators import;
-  :func:`from_nir` reads it back. Whetstone's ``z = 1[x >= theta]`` is exported as NIR's
+  a NIR graph (HDF5 that nir 1.0.4 to 1.0.8 read) for an importer ``target``: ``generic``,
+  ``norse``, ``snntorch``, ``spikingjelly``, ``sinabs``; :func:`from_nir` reads it back.
+- :mod:`.targets`: :data:`TARGETS`, target name -> :class:`Target` (neuron form, time step,
+  threshold comparison, pooling node, refused forms and the loading call that works in
+  that importer). Whetstone's ``z = 1[x >= theta]`` is exported as NIR's
   ``z = 1[v > theta']`` with ``theta' = nextafter(float32(theta), -inf)``, so ties still
   fire. Needs the ``nir`` extra (``pip install 'whetstone[nir]'``).
 - :class:`NIRExportError` (a ``ValueError``): :func:`to_nir` refuses a network with a layer
@@ -22,20 +25,29 @@ from .nir_graph import (
     exported_threshold,
     from_graph,
     from_nir,
+    resolve,
     restored_threshold,
     to_graph,
     to_nir,
+    write_graph,
 )
+from .targets import TARGET_NAMES, TARGETS, Target, get_target
 
 __all__ = [
     "NEURON_FORMS",
     "NIRExportError",
     "NIRFileError",
+    "TARGETS",
+    "TARGET_NAMES",
     "THRESHOLD_CONVENTION",
+    "Target",
     "exported_threshold",
     "from_graph",
     "from_nir",
+    "get_target",
+    "resolve",
     "restored_threshold",
     "to_graph",
     "to_nir",
+    "write_graph",
 ]

@@ -111,6 +111,7 @@ from ..runtime import (
     Upsample2d,
 )
 from .errors import NIRExportError, NIRFileError
+from .targets import Target, get_target
 
 NeuronForm = Literal["if", "threshold", "lif"]
 NEURON_FORMS: tuple[str, ...] = ("if", "threshold", "lif")
@@ -119,8 +120,6 @@ NEURON_FORMS: tuple[str, ...] = ("if", "threshold", "lif")
 FORMAT = "whetstone-nir"
 FORMAT_VERSION = 1
 TIME_STEPS = 1
-LIF_TAU = 1e-4
-"""``tau`` of the ``"lif"`` form: snnTorch's importer fixes ``dt = 1e-4``, so ``beta = 0``."""
 
 THRESHOLD_CONVENTION = (
     "whetstone fires on x >= theta; NIR nodes fire on v > v_threshold, so exported "
@@ -128,7 +127,16 @@ THRESHOLD_CONVENTION = (
     "v >= theta for float32 v); exact theta in node metadata whetstone_theta"
 )
 
+THRESHOLD_CONVENTION_GE = (
+    "whetstone fires on x >= theta; this target's importer fires on v >= v_threshold "
+    "(Sinabs SingleSpike: v - v_threshold >= 0), so exported v_threshold = float32(theta); "
+    "exact theta in node metadata whetstone_theta"
+)
+
 _DECODE_MARK = "Decode"
+_NODE_METADATA = frozenset({"Affine", "SumPool2d", "Flatten", "IF", "LIF", "Threshold"})
+"""Node types that have ``metadata`` in every nir from 1.0.4 on; the marks of the others
+go to the graph metadata ``whetstone_nodes`` (JSON, node name -> marks)."""
 
 
 def _require_nir() -> Any:
@@ -225,21 +233,29 @@ def _scalar_if_uniform(arr: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- export
 
-def _neuron_node(nir: Any, theta: np.ndarray, shape: tuple[int, ...], neuron: str) -> Any:
-    thr = np.ascontiguousarray(np.broadcast_to(exported_threshold(theta), shape))
+def _neuron_node(nir: Any, theta: np.ndarray, shape: tuple[int, ...], neuron: str,
+                 dt: float, fires_on: str) -> Any:
+    """One neuron node for ``Threshold(theta)`` over the batch-free ``shape``: ``IF(r =
+    1 / dt)``, ``LIF(tau = dt, r = 1, v_leak = 0)`` or ``Threshold``, with ``v_threshold``
+    for an importer firing on ``fires_on`` (see :mod:`whetstone.export.targets`). No
+    ``v_reset``: 0 is NIR's default and nir 1.0.4 has no such field."""
+    if fires_on == ">=":
+        thr = np.ascontiguousarray(np.broadcast_to(np.asarray(theta, dtype=np.float32), shape))
+    else:
+        thr = np.ascontiguousarray(np.broadcast_to(exported_threshold(theta), shape))
     # HDF5 cannot compress 0-d datasets: theta goes flat, its shape as JSON
     meta = {"whetstone_primitive": "Threshold",
             "whetstone_theta": np.array(theta, copy=True).reshape(-1),
             "whetstone_theta_shape": json.dumps(list(np.shape(theta)))}
     ones = np.ones(shape, dtype=np.float32)
-    zeros = np.zeros(shape, dtype=np.float32)
     if neuron == "threshold":
         return nir.Threshold(threshold=thr, metadata=meta)
     if neuron == "if":
-        return nir.IF(r=ones, v_threshold=thr, v_reset=zeros, metadata=meta)
+        return nir.IF(r=np.full(shape, 1.0 / dt, dtype=np.float32), v_threshold=thr,
+                      metadata=meta)
     if neuron == "lif":
-        return nir.LIF(tau=np.full(shape, LIF_TAU, dtype=np.float32), r=ones, v_leak=zeros,
-                       v_threshold=thr, v_reset=zeros, metadata=meta)
+        return nir.LIF(tau=np.full(shape, dt, dtype=np.float32), r=ones,
+                       v_leak=np.zeros(shape, dtype=np.float32), v_threshold=thr, metadata=meta)
     raise ValueError(f"neuron must be one of {NEURON_FORMS}, got {neuron!r}")
 
 
@@ -284,28 +300,69 @@ def _regroup(weight: np.ndarray, groups: int) -> np.ndarray:
     return np.concatenate(blocks, axis=0)
 
 
-def to_graph(net: SpikingNetwork, neuron: NeuronForm = "if",
-             input_shape: Sequence[int] | None = None) -> Any:
-    """Build the ``nir.NIRGraph`` of ``net`` (see the module doc for the mapping).
+def _is_average(pool: SumPool2d) -> bool:
+    """Whether ``pool`` is an average pooling (``scale = 1 / (kh kw)``, kernel not 1x1)."""
+    return pool.scale == 1.0 / (pool.kernel[0] * pool.kernel[1]) and pool.scale != 1.0
+
+
+def _pool_as_conv(pool: SumPool2d, channels: int, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Weight ``(C, C, kh, kw)`` (ones on the channel diagonal) and zero bias of the
+    ``Conv2d`` that computes the sum pooling ``pool`` (scale 1): exact on spikes, where every
+    product is 0 or 1 and every partial sum an integer."""
+    if pool.scale != 1.0:
+        raise NIRExportError(f"{where}: a pooling with scale {pool.scale} has no exact "
+                             "Conv2d form; this target maps no SumPool2d or Scale node")
+    weight = np.zeros((channels, channels, *pool.kernel), dtype=np.float32)
+    for c in range(channels):
+        weight[c, c] = 1.0
+    return weight, np.zeros(channels, dtype=np.float32)
+
+
+def resolve(target: str = "generic", neuron: str | None = None) -> tuple[Target, str, float]:
+    """The :class:`~whetstone.export.targets.Target` called ``target``, the neuron form
+    (``neuron``, else the target's) and the file's ``dt`` for it.
+
+    Raises:
+        ValueError: an unknown target or neuron form, or a form the target's importer reads
+            wrong (the message says why).
+    """
+    settings = get_target(target)
+    form = settings.neuron if neuron is None else neuron
+    if form not in NEURON_FORMS:
+        raise ValueError(f"neuron must be one of {NEURON_FORMS}, got {form!r}")
+    return settings, form, settings.dt_for(form)
+
+
+def to_graph(net: SpikingNetwork, neuron: NeuronForm | None = None,
+             input_shape: Sequence[int] | None = None, target: str = "generic") -> Any:
+    """Build the ``nir.NIRGraph`` of ``net`` (see the module doc for the mapping) for the
+    importer ``target`` (:data:`~whetstone.export.targets.TARGETS`).
 
     Args:
         net: the spiking network.
-        neuron: ``"if"``, ``"threshold"`` or ``"lif"``.
+        neuron: ``"if"``, ``"threshold"`` or ``"lif"``; ``None`` (default): the target's
+            form. An expert override: a form the target's importer reads wrong is refused.
         input_shape: batch-free input shape; inferred for networks that start with an
-            ``Affine`` (possibly after a ``Flatten``: then ``(in,)``), else required.
+            ``Affine`` (possibly after a ``Flatten``: then ``(in,)``) or that record
+            ``metadata["input_shape"]``, else required.
+        target: ``"generic"``, ``"norse"``, ``"snntorch"``, ``"spikingjelly"`` or
+            ``"sinabs"``: picks the neuron form, its ``dt``, the threshold for the
+            importer's comparison and the pooling node.
 
     Returns:
-        The graph, nodes ``"input"``, ``"{i}_{kind}"`` per primitive, ``"output"``.
+        The graph, nodes ``"input"``, ``"{i}_{kind}"`` per primitive, ``"output"``; its
+        metadata records ``target``, ``dt``, ``neuron`` and the ``loading`` call.
 
     Raises:
         NIRExportError: a primitive NIR 1.0 cannot express: an ``Upsample2d``, or an
             ``Unflatten`` that is not among the network's last primitives (named in the
-            message).
-        ValueError: unknown ``neuron``, asymmetric padding, shapes that do not chain.
+            message); a scaled pooling for a target that maps no ``SumPool2d``.
+        ValueError: unknown ``target`` or ``neuron``, a ``neuron`` the target's importer
+            reads wrong (the message says why), asymmetric padding, shapes that do not
+            chain.
     """
     nir = _require_nir()
-    if neuron not in NEURON_FORMS:
-        raise ValueError(f"neuron must be one of {NEURON_FORMS}, got {neuron!r}")
+    settings, neuron, dt = resolve(target, neuron)
     trailing = len(net.layers)
     while trailing > 0 and isinstance(net.layers[trailing - 1], Unflatten):
         trailing -= 1
@@ -327,7 +384,15 @@ def to_graph(net: SpikingNetwork, neuron: NeuronForm = "if",
     order = ["input"]
     key: np.ndarray | None = None
 
-    def add(name: str, node: Any) -> None:
+    side: dict[str, dict[str, Any]] = {}
+
+    def add(name: str, node: Any, meta: dict[str, Any] | None = None) -> None:
+        # nir 1.0.4 has no metadata on Input, Output, Conv2d, AvgPool2d, Scale, Linear: a
+        # file with it there does not load, so those nodes' marks go to the graph metadata
+        if meta and type(node).__name__ in _NODE_METADATA:
+            node.metadata.update(meta)
+        elif meta:
+            side[name] = meta
         nodes[name] = node
         order.append(name)
 
@@ -344,40 +409,52 @@ def to_graph(net: SpikingNetwork, neuron: NeuronForm = "if",
             unflatten.append(list(layer.sizes))
             continue
         if isinstance(layer, Affine):
-            add(name, nir.Affine(weight=_compact(layer.weight), bias=_compact(layer.bias),
-                                 metadata=mark))
+            add(name, nir.Affine(weight=_compact(layer.weight), bias=_compact(layer.bias)),
+                mark)
         elif isinstance(layer, Decode):
             key = np.array(layer.key, copy=True)
-            add(name, nir.Affine(weight=_compact(layer.weight), bias=_compact(layer.bias),
-                                 metadata={"whetstone_primitive": _DECODE_MARK, **mark}))
+            add(name, nir.Affine(weight=_compact(layer.weight), bias=_compact(layer.bias)),
+                {"whetstone_primitive": _DECODE_MARK, **mark})
         elif isinstance(layer, Conv2d):
             add(name, nir.Conv2d(
                 input_shape=(shape[1], shape[2]), weight=_compact(_ungroup(layer)),
                 stride=np.array(layer.stride, dtype=np.int64),
                 padding=_symmetric(layer.padding, where),
                 dilation=np.array(layer.dilation, dtype=np.int64),
-                groups=1, bias=_compact(layer.bias),
-                metadata={**({"whetstone_groups": int(layer.groups)} if layer.groups > 1
-                             else {}), **mark}))
+                groups=1, bias=_compact(layer.bias)),
+                {**({"whetstone_groups": int(layer.groups)} if layer.groups > 1 else {}),
+                 **mark})
+        elif isinstance(layer, SumPool2d) and settings.pool == "conv" \
+                and not _is_average(layer):
+            weight, bias = _pool_as_conv(layer, shape[0], where)
+            add(name, nir.Conv2d(
+                input_shape=(shape[1], shape[2]), weight=weight,
+                stride=np.array(layer.stride, dtype=np.int64),
+                padding=_symmetric(layer.padding, where),
+                dilation=np.array([1, 1], dtype=np.int64), groups=1, bias=bias),
+                {"whetstone_primitive": "SumPool2d", "whetstone_kernel": list(layer.kernel),
+                 **mark})
         elif isinstance(layer, SumPool2d):
             kernel = np.array(layer.kernel, dtype=np.int64)
             stride = np.array(layer.stride, dtype=np.int64)
             padding = _symmetric(layer.padding, where)
-            if layer.scale == 1.0 / (layer.kernel[0] * layer.kernel[1]) and layer.scale != 1.0:
-                add(name, nir.AvgPool2d(kernel_size=kernel, stride=stride, padding=padding,
-                                        metadata=mark))
+            if _is_average(layer):
+                add(name, nir.AvgPool2d(kernel_size=kernel, stride=stride, padding=padding),
+                    mark)
             elif layer.scale == 1.0:
-                add(name, nir.SumPool2d(kernel_size=kernel, stride=stride, padding=padding,
-                                        metadata=mark))
+                add(name, nir.SumPool2d(kernel_size=kernel, stride=stride, padding=padding),
+                    mark)
             else:
                 add(name, nir.SumPool2d(kernel_size=kernel, stride=stride, padding=padding))
                 add(f"{name}_scale", nir.Scale(
-                    scale=np.full(out, layer.scale, dtype=np.float64), metadata=mark))
+                    scale=np.full(out, layer.scale, dtype=np.float64)), mark)
         elif isinstance(layer, Flatten):
-            add(name, nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0,
-                                  end_dim=-1))
+            # start_dim = -n: the batch-free node of start_dim=0, and a batch-safe
+            # torch.nn.Flatten(-n, -1) in the importers (module doc)
+            add(name, nir.Flatten(input_type={"input": np.array(shape)},
+                                  start_dim=-len(shape), end_dim=-1))
         elif isinstance(layer, Threshold):
-            node = _neuron_node(nir, layer.theta, shape, neuron)
+            node = _neuron_node(nir, layer.theta, shape, neuron, dt, settings.fires_on)
             node.metadata.update(mark)
             add(f"{i}_{neuron}", node)
         else:  # pragma: no cover - SpikingNetwork admits only known primitives
@@ -389,7 +466,12 @@ def to_graph(net: SpikingNetwork, neuron: NeuronForm = "if",
         "format_version": FORMAT_VERSION,
         "time_steps": TIME_STEPS,
         "neuron": neuron,
-        "threshold_convention": THRESHOLD_CONVENTION,
+        "target": settings.name,
+        "dt": float(dt),
+        "loading": settings.loading,
+        "fires_on": settings.fires_on,
+        "threshold_convention": (THRESHOLD_CONVENTION if settings.fires_on == ">"
+                                 else THRESHOLD_CONVENTION_GE),
         "input_shape": np.array(first, dtype=np.int64),
         "readout": net.readout,
         "whetstone_metadata": json.dumps(net.metadata, sort_keys=True),
@@ -398,22 +480,68 @@ def to_graph(net: SpikingNetwork, neuron: NeuronForm = "if",
         metadata["class_key"] = key
     if unflatten:
         metadata["whetstone_unflatten"] = json.dumps(unflatten)
+    if side:
+        metadata["whetstone_nodes"] = json.dumps(side, sort_keys=True)
     edges = list(zip(order[:-1], order[1:], strict=True))
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
 
 
-def to_nir(net: SpikingNetwork, path: str | os.PathLike[str], neuron: NeuronForm = "if",
-           input_shape: Sequence[int] | None = None) -> Any:
-    """Write ``net`` as a NIR graph (HDF5, ``nir.write``) to ``path``; returns the graph.
+def _drop_defaults(tree: dict[str, Any]) -> dict[str, Any]:
+    """``tree`` (``NIRGraph.to_dict()``) without the ``v_reset`` of neuron nodes where it is
+    all zeros (NIR's default): nir 1.0.4 readers reject the field, nir >= 1.0.6 fill in 0."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if key == "v_reset" and tree.get("type") in ("IF", "LIF", "CubaLIF") \
+                and not np.any(np.asarray(value)):
+            continue
+        out[key] = _drop_defaults(value) if isinstance(value, dict) and key != "metadata" \
+            else value
+    return out
 
-    One time step from ``v = 0``: every neuron node computes ``z = 1[x > theta']`` with
-    ``theta' = nextafter(float32(theta), -inf)``, which equals whetstone's ``1[x >= theta]``
-    for float32 ``x`` (see the module doc). ``neuron`` picks the node: ``"if"`` (portable,
-    Norse), ``"threshold"`` (``nir.Threshold``) or ``"lif"`` (snnTorch).
-    """
+
+def write_graph(path: str | os.PathLike[str], graph: Any) -> None:
+    """Write ``graph`` to ``path`` in ``nir.write``'s HDF5 layout (``version``, then the
+    ``node`` group; arrays gzip-compressed, strings as variable-length UTF-8), leaving out
+    fields at their defaults that older readers reject (``v_reset = 0``), so that nir 1.0.4
+    through 1.0.8 read the file."""
+    import h5py
+
     nir = _require_nir()
-    graph = to_graph(net, neuron=neuron, input_shape=input_shape)
-    nir.write(os.fspath(path), graph)
+
+    def put(group: Any, node: dict[str, Any]) -> None:
+        for key, value in node.items():
+            if key == "metadata":
+                if value:
+                    put(group.create_group(key), value)
+            elif isinstance(value, str):
+                group.create_dataset(key, data=value, dtype=h5py.string_dtype())
+            elif isinstance(value, np.ndarray) and value.ndim > 0:
+                group.create_dataset(key, data=value, dtype=value.dtype, compression="gzip")
+            elif isinstance(value, dict):
+                put(group.create_group(str(key)), value)
+            else:
+                group.create_dataset(key, data=value)
+
+    with h5py.File(os.fspath(path), "w") as f:
+        f.create_dataset("version", data=str(nir.version), dtype=h5py.string_dtype())
+        put(f.create_group("node"), _drop_defaults(graph.to_dict()))
+
+
+def to_nir(net: SpikingNetwork, path: str | os.PathLike[str], neuron: NeuronForm | None = None,
+           input_shape: Sequence[int] | None = None, target: str = "generic") -> Any:
+    """Write ``net`` as a NIR graph (HDF5, readable by nir 1.0.4 to 1.0.8) to ``path`` for
+    the importer ``target``; returns the graph.
+
+    One time step from ``v = 0``: every neuron node gives ``v = x`` and fires where
+    whetstone's ``1[x >= theta]`` does in the target's importer (see the module doc and
+    :mod:`whetstone.export.targets`, whose table gives the loading call that works in each
+    importer). ``target`` is one of ``"generic"`` (default), ``"norse"``, ``"snntorch"``,
+    ``"spikingjelly"``, ``"sinabs"``; ``neuron`` (``"if"``, ``"threshold"``, ``"lif"``)
+    overrides the target's neuron form, and a form the importer reads wrong is refused
+    (:class:`ValueError` saying why) rather than written.
+    """
+    graph = to_graph(net, neuron=neuron, input_shape=input_shape, target=target)
+    write_graph(path, graph)
     return graph
 
 
@@ -451,29 +579,64 @@ def _meta(node: Any) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
-def _theta(node: Any, v_threshold: np.ndarray, ours: bool) -> np.ndarray:
+def _theta(node: Any, v_threshold: np.ndarray, ours: bool, fires_on: str) -> np.ndarray:
     thr = np.asarray(v_threshold)
     meta = _meta(node)
+    written = exported_threshold if fires_on == ">" else (
+        lambda t: np.asarray(t, dtype=np.float32))
     exact = meta.get("whetstone_theta")
     if exact is not None and "whetstone_theta_shape" in meta:
         exact = np.asarray(exact).reshape(json.loads(str(meta["whetstone_theta_shape"])))
-        if np.array_equal(np.broadcast_to(exported_threshold(exact), thr.shape),
-                          thr.astype(np.float32)):
+        if np.array_equal(np.broadcast_to(written(exact), thr.shape), thr.astype(np.float32)):
             return exact
+    if ours and fires_on == ">=":
+        return _scalar_if_uniform(thr.astype(np.float32))
     if ours:
         return _scalar_if_uniform(restored_threshold(thr))
     # a foreign graph: NIR's v > v_threshold, exactly, in float64
     return _scalar_if_uniform(np.nextafter(thr.astype(np.float64), np.inf))
 
 
-def _neuron(node: Any, kind: str, ours: bool) -> Threshold:
+def _neuron(node: Any, kind: str, ours: bool, fires_on: str, dt: float | None) -> Threshold:
+    """``Threshold(theta)`` for a neuron node run one step of ``dt`` from ``v = 0``, which
+    must give ``v = x``: ``IF`` with ``r = 1 / dt``, ``LIF`` with ``tau = dt`` and ``r = 1``
+    (without a ``dt`` in the graph metadata: ``IF`` with ``r = 1``; ``LIF`` with ``r = 1``,
+    read as ``dt = tau``)."""
     if kind == "Threshold":
-        return Threshold(_theta(node, node.threshold, ours))
-    if not np.all(np.asarray(node.r) == 1):
-        raise ValueError(f"{kind} with r != 1 is not supported (one step needs v = x)")
-    if kind == "LIF" and not np.all(np.asarray(node.v_leak) == 0):
-        raise ValueError("LIF with v_leak != 0 is not supported")
-    return Threshold(_theta(node, node.v_threshold, ours))
+        return Threshold(_theta(node, node.threshold, ours, fires_on))
+    r = np.asarray(node.r)
+    if kind == "IF":
+        want = np.float32(1.0) if dt is None else np.float32(1.0 / dt)
+        if not np.all(r.astype(np.float32) == want):
+            raise ValueError(f"IF with r != 1 / dt = {want} is not supported (one step of dt "
+                             "must give v = x)")
+    else:
+        if not np.all(r == 1):
+            raise ValueError("LIF with r != 1 is not supported (one step needs v = x)")
+        if not np.all(np.asarray(node.v_leak) == 0):
+            raise ValueError("LIF with v_leak != 0 is not supported")
+        if dt is not None and not np.all(np.asarray(node.tau).astype(np.float32)
+                                         == np.float32(dt)):
+            raise ValueError(f"LIF with tau != dt = {dt} is not supported (one step of dt "
+                             "must give v = x)")
+    return Threshold(_theta(node, node.v_threshold, ours, fires_on))
+
+
+def _pool_from_conv(node: Any, meta: dict[str, Any]) -> SumPool2d:
+    """The sum pooling a ``Conv2d`` marked ``whetstone_primitive = SumPool2d`` stands for
+    (checks the ones-on-the-diagonal kernel and the zero bias)."""
+    weight, bias = np.asarray(node.weight), np.asarray(node.bias)
+    kernel = _ints(meta.get("whetstone_kernel", weight.shape[2:]), 2)
+    channels = weight.shape[0]
+    expected = np.zeros((channels, channels, *kernel))
+    for c in range(channels):
+        expected[c, c] = 1.0
+    if weight.shape != expected.shape or not np.array_equal(weight, expected) \
+            or np.any(bias != 0):
+        raise ValueError("marked as a SumPool2d but not a ones kernel on the channel diagonal "
+                         "with zero bias")
+    ph, pw = _ints(node.padding, 2)
+    return SumPool2d(kernel, _ints(node.stride, 2), (ph, ph, pw, pw), 1.0)
 
 
 def from_graph(graph: Any) -> SpikingNetwork:
@@ -481,17 +644,28 @@ def from_graph(graph: Any) -> SpikingNetwork:
     :func:`to_graph`; every neuron node is read for one step from ``v = 0``)."""
     gmeta = graph.metadata if isinstance(graph.metadata, dict) else {}
     ours = gmeta.get("format") == FORMAT
+    fires_on = str(gmeta.get("fires_on", ">")) if ours else ">"
+    if fires_on not in (">", ">="):
+        raise ValueError(f"graph metadata fires_on must be '>' or '>=', got {fires_on!r}")
+    dt = float(gmeta["dt"]) if "dt" in gmeta else None
+    side = json.loads(str(gmeta["whetstone_nodes"])) if ours and "whetstone_nodes" in gmeta \
+        else {}
+    if not isinstance(side, dict):
+        raise ValueError("graph metadata whetstone_nodes must be a JSON object")
+    if dt is not None and not (np.isfinite(dt) and dt > 0):
+        raise ValueError(f"graph metadata dt must be a positive number, got {dt}")
     layers: list[Primitive] = []
     for name in _chain(graph):
         node = graph.nodes[name]
         kind = type(node).__name__
         where = f"node {name!r} ({kind})"
+        meta = {**_meta(node), **(side.get(name) or {})}
         try:
             if kind in ("Input", "Output"):
                 continue
             if kind == "Affine":
                 weight, bias = np.asarray(node.weight), np.asarray(node.bias)
-                if _meta(node).get("whetstone_primitive") == _DECODE_MARK:
+                if meta.get("whetstone_primitive") == _DECODE_MARK:
                     key = (weight + 2.0) / 4.0
                     decode = Decode(key)
                     if not (np.array_equal(decode.weight, weight)
@@ -504,13 +678,15 @@ def from_graph(graph: Any) -> SpikingNetwork:
             elif kind == "Linear":
                 weight = np.asarray(node.weight)
                 layers.append(Affine(weight, np.zeros(weight.shape[0], dtype=weight.dtype)))
+            elif kind == "Conv2d" and meta.get("whetstone_primitive") == "SumPool2d":
+                layers.append(_pool_from_conv(node, meta))
             elif kind == "Conv2d":
                 if isinstance(node.padding, str):
                     raise ValueError(f"string padding {node.padding!r} is not supported")
                 ph, pw = _ints(node.padding, 2)
                 groups = int(node.groups)
                 weight = np.asarray(node.weight)
-                regroup = int(_meta(node).get("whetstone_groups", 1))
+                regroup = int(meta.get("whetstone_groups", 1))
                 if groups == 1 and regroup > 1:
                     weight, groups = _regroup(weight, regroup), regroup
                 layers.append(Conv2d(weight, np.asarray(node.bias),
@@ -532,12 +708,13 @@ def from_graph(graph: Any) -> SpikingNetwork:
                 in_shape = node.input_type.get("input")
                 ndim = None if in_shape is None else len(np.asarray(in_shape))
                 start, end = int(node.start_dim), int(node.end_dim)
-                if start != 0 or end not in (-1, (ndim or 0) - 1):
-                    raise ValueError(f"only Flatten(start_dim=0, end_dim=-1) on batch-free "
-                                     f"shapes is supported, got ({start}, {end})")
+                if start not in (0, -(ndim or 0)) or end not in (-1, (ndim or 0) - 1):
+                    raise ValueError(f"only a Flatten of the whole batch-free shape "
+                                     f"(start_dim 0 or -ndim, end_dim -1 or ndim - 1) is "
+                                     f"supported, got ({start}, {end})")
                 layers.append(Flatten())
             elif kind in ("Threshold", "IF", "LIF"):
-                layers.append(_neuron(node, kind, ours))
+                layers.append(_neuron(node, kind, ours, fires_on, dt))
             else:
                 raise ValueError("node type not supported")
         except (ValueError, TypeError) as exc:
