@@ -60,9 +60,15 @@ def add_parsers(sub: Any, add_common: Any) -> None:
     e.add_argument("--nir", required=True, help="output .nir file")
     e.add_argument("--force", action="store_true",
                    help="convert even if some layer is below sharpness 1 (steps replace them)")
-    e.add_argument("--neuron", default="if", choices=["if", "threshold", "lif"],
-                   help="if: IF neurons run one step (portable, Norse); threshold: exact "
-                        "Threshold nodes; lif: LIF with tau = dt (snnTorch)")
+    e.add_argument("--target", default="generic",
+                   choices=["generic", "norse", "snntorch", "spikingjelly", "sinabs"],
+                   help="the importer the file is written for: picks the neuron form, its "
+                        "time step and the compatibility settings that importer needs "
+                        "(whetstone.export.TARGETS; default generic)")
+    e.add_argument("--neuron", default=None, choices=["if", "threshold", "lif"],
+                   help="expert override of the target's neuron form (if: IF, r = 1 / dt; "
+                        "threshold: Threshold nodes; lif: LIF, tau = dt); a form the "
+                        "target's importer reads wrong is refused")
     add_common(e)
 
 
@@ -301,11 +307,15 @@ def _quantize_task(args: argparse.Namespace, net: Any, x: Any, y: Any, task: Any
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..export import to_nir
+    from ..export import resolve, to_nir
     from ..presets import TrainConfig
     from ..presets.build import DATASET_SHAPES
 
     options.check_output_file(args.nir, "--nir")
+    try:
+        settings, neuron, dt = resolve(args.target, args.neuron)
+    except ValueError as exc:
+        raise UsageError(f"--neuron {args.neuron} --target {args.target}: {exc}") from None
     net = _network(args.run, force=args.force, has_force=True,
                    progress=options.progress(args, "export"))
     from ..runs.policy import PolicyConfig, is_policy_run
@@ -315,9 +325,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         shape: tuple[int, ...] = config.input_shape
     else:
         shape = DATASET_SHAPES[TrainConfig.load(Path(args.run) / "config.json").dataset]
-    to_nir(net, args.nir, neuron=args.neuron, input_shape=shape)
-    return _emit({"nir": args.nir, "neuron": args.neuron}, args.json,
-                 [f"wrote {args.nir} (NIR, {args.neuron} neurons, one time step)"])
+    to_nir(net, args.nir, neuron=neuron, input_shape=shape, target=settings.name)
+    return _emit({"nir": args.nir, "target": settings.name, "neuron": neuron, "dt": dt,
+                  "loading": settings.loading, "batching": settings.batching}, args.json,
+                 [f"wrote {args.nir} (NIR for {settings.name}: {neuron} neurons, one time "
+                  f"step of dt = {dt:g})", f"load it with: {settings.loading}"])
 
 
 COMMANDS = {"convert": cmd_convert, "simulate": cmd_simulate, "stats": cmd_stats,
