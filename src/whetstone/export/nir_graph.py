@@ -189,14 +189,16 @@ def _out_shape(layer: Primitive, shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def _infer_input_shape(net: SpikingNetwork) -> tuple[int, ...]:
+    """The recorded ``metadata["input_shape"]`` (``to_spiking(model, example_input)``), else
+    ``(in,)`` of a network that starts with an ``Affine`` (possibly after a ``Flatten``)."""
+    recorded = net.metadata.get("input_shape")
+    if recorded is not None:
+        return tuple(int(s) for s in recorded)
     for layer in net.layers:
         if isinstance(layer, (Affine, Decode)):
             return (int(layer.weight.shape[1]),)
         if not isinstance(layer, (Flatten, Threshold)):
             break
-    shape = net.metadata.get("input_shape")
-    if shape is not None:
-        return tuple(int(s) for s in shape)
     raise ValueError("cannot infer the input shape of a network that does not start with an "
                      "Affine; pass input_shape=(C, H, W)")
 

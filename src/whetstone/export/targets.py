@@ -20,9 +20,10 @@ Parametrisation of the neuron forms by the file's ``dt`` (one forward-Euler step
 rejects the field, and nir >= 1.0.6 fills in 0 when it is absent.
 
 Threshold. ``fires_on`` is the importer's comparison. For ``">"`` (NIR's own rule, Norse,
-snnTorch, SpikingJelly) the file holds ``v_threshold = nextafter(float32(theta), -inf)``, so
-``v > v_threshold`` iff ``v >= theta`` for float32 ``v``; for ``">="`` (Sinabs's
-``SingleSpike``: ``v - threshold >= 0``) it holds ``float32(theta)`` itself. The exact
+snnTorch) the file holds ``v_threshold = nextafter(float32(theta), -inf)``, so
+``v > v_threshold`` iff ``v >= theta`` for float32 ``v``; for ``">="`` (SpikingJelly's
+heaviside and Sinabs's ``SingleSpike``, both ``v - threshold >= 0``) it holds
+``float32(theta)`` itself. The exact
 ``theta`` is kept in the node metadata either way.
 
 The table (versions verified by ``tests/interop``; ``x`` is a float32 tensor of real MNIST
@@ -154,14 +155,16 @@ TARGETS: Mapping[str, Target] = MappingProxyType({
             "lif": "SpikingJelly 2.0.0 requires LIF tau / dt > 1, so it cannot express the "
                    "one-step LIF (tau = dt, beta = 0); use neuron='if'",
             "threshold": _NO_THRESHOLD_NODE}),
-        fires_on=">", pool="conv",
+        fires_on=">=", pool="conv",
         loading="module = spikingjelly.activation_based.nir_exchange.import_from_nir("
                 "nir.read(path)) (default dt = 1e-4, the file's: IF r = 1 / dt); "
                 "out, state = module(x) (state None: from rest)",
         batching="batched",
         notes=("SpikingJelly 2.0.0 maps no SumPool2d: sum pooling is written as a Conv2d "
                "with a ones kernel on the channel diagonal (marked whetstone_primitive "
-               "SumPool2d, read back as the pooling)",)),
+               "SumPool2d, read back as the pooling)",
+               "SpikingJelly's heaviside fires on v - v_threshold >= 0: the file holds theta "
+               "itself, not the nextafter value")),
     "sinabs": Target(
         name="sinabs", importer="Sinabs 3.1.3 (nir 1.0.4, nirtorch 2.0.2)",
         neuron="if", dt=MappingProxyType({"if": 1.0}),

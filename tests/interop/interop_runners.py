@@ -1,0 +1,86 @@
+"""Run a NIR file written by :func:`whetstone.export.to_nir` in an importer, as the target
+table (:data:`whetstone.export.TARGETS`) says: one time step from zero state, a whole batch
+``(B, *input_shape)`` per call. Each runner returns a function ``x (numpy) -> output
+(numpy)``; a package that cannot be imported raises :class:`ImporterMissing` with the
+import error (the tests skip with it)."""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+class ImporterMissing(RuntimeError):
+    """The importer's package cannot be imported; the message is the import error."""
+
+
+def _import(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except Exception as exc:  # noqa: BLE001 - any import failure is the skip reason
+        raise ImporterMissing(f"{name} cannot be imported: {type(exc).__name__}: {exc}") from exc
+
+
+def _first(out: Any) -> torch.Tensor:
+    return out[0] if isinstance(out, tuple) else out
+
+
+def _numpy_call(call: Callable[[torch.Tensor], torch.Tensor]) -> Runner:
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return call(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+    return run
+
+
+def norse_runner(path: Path) -> Runner:
+    """``norse.torch.from_nir(nir.read(path))``; ``module(x)`` with ``state=None``."""
+    nir = _import("nir")
+    norse_torch = _import("norse.torch")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = norse_torch.from_nir(nir.read(path))
+    return _numpy_call(lambda x: _first(module(x)))
+
+
+def snntorch_runner(path: Path) -> Runner:
+    """``snntorch.import_nir.import_from_nir(nir.read(path))``; every neuron's membrane reset
+    before each call."""
+    nir = _import("nir")
+    snntorch = _import("snntorch")
+    importer = _import("snntorch.import_nir")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = importer.import_from_nir(nir.read(path))
+    neurons = [m for m in module.modules() if isinstance(m, snntorch.SpikingNeuron)]
+
+    def call(x: torch.Tensor) -> torch.Tensor:
+        for neuron in neurons:  # init_hidden=True keeps membranes between calls
+            neuron.reset_mem()
+        return _first(module(x))
+    return _numpy_call(call)
+
+
+def spikingjelly_runner(path: Path) -> Runner:
+    """``spikingjelly.activation_based.nir_exchange.import_from_nir(nir.read(path))`` with its
+    default ``dt``; ``module(x)`` with ``state=None``."""
+    nir = _import("nir")
+    exchange = _import("spikingjelly.activation_based.nir_exchange")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = exchange.import_from_nir(nir.read(path))
+    return _numpy_call(lambda x: _first(module(x)))
+
+
+RUNNERS: dict[str, Callable[[Path], Runner]] = {
+    "norse": norse_runner, "snntorch": snntorch_runner, "spikingjelly": spikingjelly_runner}
+"""Target name -> runner, for the importers installed in the project's environment (Sinabs
+runs in its own, see ``sinabs_env.py``)."""
