@@ -22,7 +22,7 @@ $(VENV)/.dev: $(VENV)/.base pyproject.toml
 	$(PIP) install -q -e '.[dev,nir]'
 	# NIR importers for the interop tests, without their declared dependencies: norse declares
 	# torchvision, which would bring another torch. A failure here only skips those tests.
-	-$(PIP) install -q --no-deps nirtorch==2.6 norse==1.1.0 snntorch==1.0.0
+	-$(PIP) install -q --no-deps nirtorch==2.6 norse==1.1.0 snntorch==1.0.0 spikingjelly==2.0.0 loguru==0.7.3
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
@@ -31,6 +31,19 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.dev
 	$(PY) -m pytest
+# make test runs tests/interop too, with the Sinabs environment built first
+test: interop-env
+
+# Issue 13: our NIR files in Norse, snnTorch, SpikingJelly (all in .venv) and Sinabs, whose
+# nir<=1.0.4 pin needs its own environment .venv-sinabs ($(TORCH_PIN) first, then Sinabs with
+# the same pin; the oldest nir the project declares is tested there too). A failed install is
+# recorded in .venv-sinabs/.interop-install-error.txt and the Sinabs tests skip with it.
+.PHONY: test-interop interop-env
+interop-env: $(VENV)/.dev
+	$(PY) tests/interop/sinabs_env.py build --torch-pin $(TORCH_PIN)
+
+test-interop: interop-env
+	$(PY) -m pytest tests/interop tests/export
 
 # Long runs (see BENCHMARKS.md); each writes JSON to benchmarks/results/.
 bench: bench-mnist-dense bench-speed report
