@@ -7,8 +7,18 @@ max-pooling of spikes into OR-pooling; the result runs with :mod:`whetstone.runt
 decode, the same real values through an affine / 1x1-convolution readout, the same spikes.
 """
 
-from .convert import ConversionError, conv_padding, to_spiking
+from .convert import to_spiking
 from .fold import batchnorm_scale_shift, fold_batchnorm
+from .layers import conv_padding
+from .registry import (
+    CONVERTERS,
+    ConversionError,
+    ConversionState,
+    Converter,
+    converter_for,
+    register_converter,
+)
 
-__all__ = ["ConversionError", "batchnorm_scale_shift", "conv_padding", "fold_batchnorm",
-           "to_spiking"]
+__all__ = ["CONVERTERS", "ConversionError", "ConversionState", "Converter",
+           "batchnorm_scale_shift", "conv_padding", "converter_for", "fold_batchnorm",
+           "register_converter", "to_spiking"]

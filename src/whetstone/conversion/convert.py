@@ -1,6 +1,8 @@
 """``to_spiking``: a fully sharpened ``nn.Sequential`` to a :class:`SpikingNetwork`.
 
-The walk goes through the (nested) Sequential in order and maps each module:
+The walk goes through the (nested) Sequential in order and maps each module with the
+converter registered for its type (:mod:`.registry`, filled by :mod:`.layers`; users add
+types with :func:`~whetstone.conversion.register_converter`):
 
 ============================  ==========================================================
 torch module                  runtime primitives
@@ -23,7 +25,8 @@ sharpenable activation        ``Threshold(theta)``: 0.5 for SpikingBReLU, 0 for
 ``SoftmaxDecode``             ``Decode(key)``
 ============================  ==========================================================
 
-Anything else raises ``ValueError`` naming the module's index and type.
+A module with no converter raises ``ConversionError`` (a ``ValueError``) naming its index
+and type.
 
 Readout. The last value-producing primitive is the network's readout
 (:attr:`~whetstone.runtime.SpikingNetwork.readout`, recorded as ``metadata["readout"]``):
@@ -38,35 +41,16 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 from torch import Tensor, nn
 
 from .. import __version__
-from ..nn.activations import Sharpenable
-from ..nn.decode import SoftmaxDecode
-from ..runtime import (
-    Affine,
-    Conv2d,
-    Decode,
-    Flatten,
-    SpikingNetwork,
-    SumPool2d,
-    Threshold,
-    Unflatten,
-    Upsample2d,
-)
+from ..runtime import SpikingNetwork
 from ..runtime import run as run_network
-from ..runtime.primitives import Primitive
 from ..sharpening.allocation import sharpenable_layers
-from .fold import fold_batchnorm
-
-_DROPPED = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.Identity)
-
-
-class ConversionError(ValueError):
-    """A model that cannot be converted exactly (unsupported or misplaced module)."""
+from . import layers as _layers  # noqa: F401 - registers the converters of torch's modules
+from .registry import ConversionError, ConversionState, converter_for
 
 
 def _walk(module: nn.Sequential, prefix: str = "") -> Iterator[tuple[str, nn.Module]]:
@@ -76,32 +60,6 @@ def _walk(module: nn.Sequential, prefix: str = "") -> Iterator[tuple[str, nn.Mod
             yield from _walk(child, f"{prefix}{name}.")
         else:
             yield f"{prefix}{name}", child
-
-
-def _numpy(t: Any) -> np.ndarray:
-    return t.detach().cpu().numpy().copy()
-
-
-def _pair(v: Any) -> tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
-
-
-def conv_padding(conv: nn.Conv2d) -> tuple[int, int, int, int]:
-    """The padding of ``conv`` per side ``(top, bottom, left, right)``.
-
-    ``'same'``: total ``d (k - 1)`` per dimension, ``total // 2`` before and the rest after
-    (torch's choice for even kernels); ``'valid'``: none.
-    """
-    if isinstance(conv.padding, str):
-        if conv.padding == "valid":
-            return (0, 0, 0, 0)
-        sides = []
-        for k, d in zip(conv.kernel_size, conv.dilation, strict=True):
-            total = d * (k - 1)
-            sides += [total // 2, total - total // 2]
-        return (sides[0], sides[1], sides[2], sides[3])
-    ph, pw = _pair(conv.padding)
-    return (ph, ph, pw, pw)
 
 
 def _check_sharp(model: nn.Module, force: bool) -> list[float]:
@@ -153,109 +111,22 @@ def to_spiking(model: nn.Module, example_input: Tensor | np.ndarray | None = Non
         raise ConversionError(f"to_spiking converts nn.Sequential models, got "
                               f"{type(model).__name__}")
     sharpness = _check_sharp(model, force)
-    layers: list[Primitive] = []
-    origin: list[str] = []
-    binary = False  # is the current activation a spike map?
-
-    def emit(prim: Primitive, name: str) -> None:
-        layers.append(prim)
-        origin.append(name)
-
+    state = ConversionState()
     for name, m in _walk(model):
-        where = f"module {name} ({type(m).__name__})"
-        if isinstance(m, nn.Linear):
-            bias = _numpy(m.bias) if m.bias is not None else np.zeros(m.out_features, np.float32)
-            emit(Affine(_numpy(m.weight), bias), name)
-            binary = False
-        elif isinstance(m, nn.Conv2d):
-            if m.padding_mode != "zeros":
-                raise ConversionError(f"{where}: padding_mode {m.padding_mode!r} is not "
-                                      "supported (only 'zeros')")
-            bias = (_numpy(m.bias) if m.bias is not None
-                    else np.zeros(m.out_channels, np.float32))
-            emit(Conv2d(_numpy(m.weight), bias, stride=_pair(m.stride), padding=conv_padding(m),
-                        dilation=_pair(m.dilation), groups=m.groups), name)
-            binary = False
-        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            target = Affine if isinstance(m, nn.BatchNorm1d) else Conv2d
-            prev = layers[-1] if layers else None
-            if not isinstance(prev, target):
-                raise ConversionError(
-                    f"{where}: a {type(m).__name__} must directly follow a "
-                    f"{'Linear' if target is Affine else 'Conv2d'} to be folded; it follows "
-                    f"{origin[-1] + ' (' + prev.kind + ')' if prev is not None else 'nothing'}")
-            if m.training:
-                raise ConversionError(f"{where}: BatchNorm in training mode; call model.eval() "
-                                      "so its running statistics are what gets folded")
-            try:
-                w, b = fold_batchnorm(prev.weight, prev.bias, m)
-            except ValueError as exc:
-                raise ConversionError(f"{where}: {exc}") from exc
-            if isinstance(prev, Conv2d):
-                layers[-1] = Conv2d(w, b, stride=prev.stride, padding=prev.padding,
-                                    dilation=prev.dilation, groups=prev.groups)
-            else:
-                layers[-1] = Affine(w, b)
-            origin[-1] = f"{origin[-1]}+{name}"
-        elif isinstance(m, Sharpenable):
-            emit(Threshold(float(m.threshold)), name)
-            binary = True
-        elif isinstance(m, nn.MaxPool2d):
-            if not binary:
-                raise ConversionError(
-                    f"{where}: max-pooling of real values has no spiking equivalent; only "
-                    "max-pooling of spikes (after a sharpenable activation) converts, to OR")
-            _check_pool(m, where)
-            if _pair(m.dilation) != (1, 1):
-                raise ConversionError(f"{where}: dilation {m.dilation} is not supported")
-            ph, pw = _pair(m.padding)
-            emit(SumPool2d(_pair(m.kernel_size), _pair(m.stride), (ph, ph, pw, pw), 1.0), name)
-            emit(Threshold(0.5), name)
-        elif isinstance(m, nn.AvgPool2d):
-            _check_pool(m, where)
-            ph, pw = _pair(m.padding)
-            kh, kw = _pair(m.kernel_size)
-            if (ph or pw) and not m.count_include_pad:
-                raise ConversionError(f"{where}: count_include_pad=False with padding is not "
-                                      "supported")
-            divisor = m.divisor_override or kh * kw
-            emit(SumPool2d((kh, kw), _pair(m.stride), (ph, ph, pw, pw), 1.0 / divisor), name)
-            binary = False
-        elif isinstance(m, nn.Flatten):
-            if m.start_dim != 1 or m.end_dim != -1:
-                raise ConversionError(f"{where}: only Flatten(start_dim=1, end_dim=-1) is "
-                                      f"supported, got ({m.start_dim}, {m.end_dim})")
-            emit(Flatten(), name)
-        elif isinstance(m, nn.Unflatten):
-            if m.dim != 1 or isinstance(m.unflattened_size, (list, tuple)) and any(
-                    isinstance(v, tuple) for v in m.unflattened_size):
-                raise ConversionError(f"{where}: only Unflatten(dim=1, sizes) with integer "
-                                      f"sizes is supported, got dim={m.dim}, "
-                                      f"sizes={m.unflattened_size}")
-            try:
-                emit(Unflatten(tuple(m.unflattened_size)), name)
-            except ValueError as exc:
-                raise ConversionError(f"{where}: {exc} (an inferred -1 size is not "
-                                      "supported)") from exc
-        elif isinstance(m, nn.Upsample):
-            emit(Upsample2d(_upsample_scale(m, where)), name)
-        elif isinstance(m, _DROPPED):
-            continue
-        elif isinstance(m, SoftmaxDecode):
-            emit(Decode(_numpy(m.key)), name)
-            binary = False
-        else:
-            raise ConversionError(f"{where}: module type {type(m).__name__} is not supported "
-                                  "by to_spiking")
+        converter = converter_for(m)
+        if converter is None:
+            raise ConversionError(f"{state.where(m, name)}: module type {type(m).__name__} is not "
+                                  "supported by to_spiking (register_converter adds one)")
+        converter(m, state, name)
     metadata = {
         "source": "whetstone.conversion.to_spiking",
         "whetstone_version": __version__,
         "threshold_convention": ">=",
         "sharpness": sharpness,
         "forced": bool(force and any(s < 1.0 for s in sharpness)),
-        "origin": origin,
+        "origin": state.origin,
     }
-    net = SpikingNetwork(layers, metadata)
+    net = SpikingNetwork(state.layers, metadata)
     net.metadata["readout"] = net.readout
     if example_input is not None:
         net.metadata["input_shape"] = _checked_input_shape(net, example_input)
@@ -279,28 +150,3 @@ def _checked_input_shape(net: SpikingNetwork, example: Tensor | np.ndarray) -> l
         raise ConversionError(f"example_input of shape {shape} does not fit the network: "
                               f"{exc}") from exc
     return list(shape[1:])
-
-
-def _upsample_scale(m: nn.Upsample, where: str) -> tuple[int, int]:
-    """The integer ``(sh, sw)`` of a nearest ``nn.Upsample``; ``ConversionError`` otherwise."""
-    if m.mode not in ("nearest", "nearest-exact"):
-        raise ConversionError(f"{where}: mode {m.mode!r} is not supported; only nearest "
-                              "upsampling (mode='nearest') converts exactly (it copies spikes)")
-    if m.scale_factor is None:
-        raise ConversionError(f"{where}: size={m.size!r} without scale_factor is not "
-                              "supported (the scale depends on the input size); give an "
-                              "integer scale_factor")
-    factor = m.scale_factor
-    pair = (factor, factor) if isinstance(factor, (int, float)) else tuple(factor)
-    if len(pair) != 2 or any(float(v) != int(v) or int(v) < 1 for v in pair):
-        raise ConversionError(f"{where}: scale_factor {factor!r} is not supported; nearest "
-                              "upsampling converts for integer factors >= 1 over (N, C, H, W) "
-                              "only (one or two of them)")
-    return int(pair[0]), int(pair[1])
-
-
-def _check_pool(m: nn.MaxPool2d | nn.AvgPool2d, where: str) -> None:
-    if m.ceil_mode:
-        raise ConversionError(f"{where}: ceil_mode=True is not supported")
-    if isinstance(m, nn.MaxPool2d) and m.return_indices:
-        raise ConversionError(f"{where}: return_indices=True is not supported")
