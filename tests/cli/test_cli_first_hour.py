@@ -376,3 +376,26 @@ def test_stats_prints_units_and_labelled_energy_estimates(tiny_dense_run, tmp_pa
     assert stats["total"]["spikes"] == pytest.approx(
         sum(e["density"] * e["neurons"] for e in layers))
     assert set(stats["energy"]) == {"45nm-fp32", "loihi-like"}
+
+
+def test_every_command_has_help(capsys):
+    for name in _subcommands():
+        assert _run_main([name, "--help"]) == 0, name
+        assert capsys.readouterr().out.startswith("usage: whetstone "), name
+
+
+def test_evaluate_says_why_the_spiking_network_did_not_run(tmp_path, capsys, monkeypatch):
+    """A run below sharpness 1 is evaluated in torch; the spiking line says why it is missing
+    (its data: 50 random images standing in for the test split)."""
+    import torch
+
+    import whetstone.runs.folder as folder
+
+    run = _soft_run(tmp_path)
+    fake = folder.Split(torch.rand(50, 1, 28, 28), torch.randint(0, 10, (50,)))
+    monkeypatch.setattr(folder, "load_split", lambda *a, **k: fake)
+    assert main(["evaluate", str(run), "--no-progress"]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("converted spiking network: not run, the model is not fully sharp "
+                           "(layer sharpness 0.00/0.00)"), last
+    assert f"'whetstone convert {run} --force'" in last

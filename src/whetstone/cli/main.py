@@ -368,7 +368,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate_run(args.run, data_dir=args.data_dir, split=args.split, device=args.device,
                           limit=args.limit, spiking=not args.no_spiking,
                           progress=options.progress(args, "evaluate"))
-    _print(result, args.json, _evaluate_lines(result))
+    lines = _evaluate_lines(result)
+    if result["metrics_spiking"] is None and not args.no_spiking:
+        lines.append(f"converted spiking network: not run, the model is not fully sharp (layer "
+                     f"sharpness {'/'.join(f'{s:.2f}' for s in result['sharpness'])}); "
+                     f"'whetstone convert {args.run} --force' converts it as if every layer "
+                     f"were at 1")
+    _print(result, args.json, lines)
     return 0
 
 
