@@ -190,11 +190,11 @@ def test_graph_structure_batch_free(tmp_path: Path) -> None:
     np.testing.assert_array_equal(meta["class_key"], key)
 
 
-@pytest.mark.parametrize("target", ["generic", "snntorch", "norse", "sinabs"])
+@pytest.mark.parametrize("target", ["generic", "snntorch", "norse"])
 def test_lif_form_has_zero_leak_and_unit_input_scale(target: str) -> None:
     graph = to_graph(dense_net(), neuron="lif", target=target)
     dt = graph.metadata["dt"]
-    assert dt == {"generic": 1.0, "snntorch": 1e-4, "norse": 1e-3, "sinabs": 1.0}[target]
+    assert dt == {"generic": 1.0, "snntorch": 1e-4, "norse": 1e-3}[target]
     lifs = [n for n in graph.nodes.values() if isinstance(n, nir.LIF)]
     assert len(lifs) == 2
     for node in lifs:

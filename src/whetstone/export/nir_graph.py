@@ -1,7 +1,14 @@
 """Export a :class:`~whetstone.runtime.SpikingNetwork` to NIR and read it back.
 
 NIR (the Neuromorphic Intermediate Representation, ``nir`` 1.0.x on PyPI) is a graph of
-nodes with batch-free shapes, written as HDF5 by ``nir.write``. The export is a chain::
+nodes with batch-free shapes, stored as HDF5. Files are written in ``nir.write``'s layout by
+:func:`write_graph`, which leaves out fields at their defaults that nir 1.0.4 rejects
+(``v_reset = 0``), and node metadata only on the node types that have it in nir 1.0.4
+(``Affine``, ``SumPool2d``, ``Flatten``, ``IF``, ``LIF``, ``Threshold``; the marks of a
+``Conv2d``, ``AvgPool2d`` or ``Scale`` go to the graph metadata ``whetstone_nodes``), so
+nir 1.0.4 (Sinabs 3.1.3, Rockpool) through 1.0.8 read every file, and the exporter itself
+runs under both. Each file is written for a ``target`` importer
+(:mod:`whetstone.export.targets`). The export is a chain::
 
     input -> [Affine | Conv2d | SumPool2d (+ Scale) | Flatten | neuron]* -> output
 
@@ -15,10 +22,15 @@ runtime primitive         NIR node(s)
                           per-side padding). Grouped convolutions are written as the
                           equivalent dense (block-diagonal) weight with ``groups=1``
                           (nir 1.0.x type-checks ``weight.shape[1]`` as the input
-                          channels); ``whetstone_groups`` in the node metadata restores them
+                          channels); ``whetstone_groups`` in the metadata restores them
 ``SumPool2d(scale=1)``    ``SumPool2d``; with ``scale = 1 / (kh kw)`` an ``AvgPool2d``;
-                          any other scale ``SumPool2d -> Scale(s)``
-``Flatten``               ``Flatten(start_dim=0, end_dim=-1)`` on the batch-free shape
+                          any other scale ``SumPool2d -> Scale(s)``. For a target without
+                          ``SumPool2d`` (SpikingJelly) a scale-1 pooling is a ``Conv2d``
+                          with a ones kernel on the channel diagonal (exact on spikes),
+                          marked ``whetstone_primitive = SumPool2d``; other scales refused
+``Flatten``               ``Flatten(start_dim=-n, end_dim=-1)`` on the ``n``-d batch-free
+                          shape: in NIR the same node as ``start_dim=0``, and the importers'
+                          ``torch.nn.Flatten(-n, -1)`` keeps a leading batch dimension
 ``Threshold(theta)``      one neuron node, by ``neuron`` (below)
 ``Decode(K)``             ``Affine(weight=4K - 2, bias=-(2K - 1).sum(1))``, marked in the
                           node's metadata; ``K`` is also in the graph metadata
@@ -43,19 +55,21 @@ encoder-decoder segmentation networks) nor an ``Unflatten`` before further layer
 0/1 ``Affine`` over the flattened map would need a reshape back to ``(C, H, W)`` for the
 convolutions after it.)
 
-Neuron forms (all evaluated for **one** time step from ``v = 0``):
+Neuron forms (all evaluated for **one** forward-Euler time step of the file's ``dt``, the
+graph metadata ``dt`` the target picks, from ``v = 0``; no ``v_reset``, NIR's default 0):
 
-- ``"if"`` (portable): ``IF(r=1, v_threshold=theta', v_reset=0)``. One step of
-  ``v <- v + r x`` from ``v = 0`` gives ``v = x`` and ``z = 1[v > theta']``.
-- ``"threshold"`` (exact form, few importers read it): ``Threshold(theta')``,
-  ``z = 1[x > theta']``.
-- ``"lif"`` (for snnTorch): ``LIF(tau=1e-4, r=1, v_leak=0, v_threshold=theta', v_reset=0)``.
-  snnTorch's importer fixes ``dt = 1e-4``, so ``beta = 1 - dt / tau = 0`` and the input
-  scale ``r dt / tau = 1``: one step from ``v = 0`` gives ``v = x``.
+- ``"if"``: ``IF(r=1/dt, v_threshold=theta')``. One step of ``v <- v + dt r x`` from
+  ``v = 0`` gives ``v = x`` and ``z = 1[v > theta']``.
+- ``"threshold"`` (exact form; no importer maps it, whetstone's reader does):
+  ``Threshold(theta')``, ``z = 1[x > theta']``.
+- ``"lif"``: ``LIF(tau=dt, r=1, v_leak=0, v_threshold=theta')``: ``beta = 1 - dt / tau = 0``
+  and the input scale ``r dt / tau = 1``, so one step from ``v = 0`` gives ``v = x``
+  (snnTorch's importer fixes ``dt = 1e-4``, Norse's defaults to ``1e-3``: the target
+  writes that ``dt``).
 
 Threshold convention. Whetstone fires on ``x >= theta`` (ties fire); NIR's ``Threshold``,
-``IF`` and ``LIF`` and the importers (Norse ``heaviside(v - v_th) = 1[v - v_th > 0]``,
-snnTorch likewise) fire on ``v > v_threshold``. The exported threshold is therefore
+``IF`` and ``LIF`` and the importers Norse (``heaviside(v - v_th) = 1[v - v_th > 0]``) and
+snnTorch fire on ``v > v_threshold``. For them the exported threshold is
 
     ``theta' = nextafter(float32(theta), -inf)``   (computed in float32)
 
@@ -64,21 +78,25 @@ the largest float32 below ``theta``. For every float32 ``v``, ``v > theta'`` if 
 neuron sitting exactly on the threshold included. The exact ``theta`` (its own dtype and
 shape) is kept in the neuron node's metadata (``whetstone_theta``) so :func:`from_nir`
 restores it bit for bit; without it, ``theta = nextafter(theta', +inf)`` in float32.
-A graph not written by whetstone (no ``format`` metadata) is read with NIR's ``>``:
+SpikingJelly and Sinabs fire on ``v - v_threshold >= 0``: for those targets
+(``fires_on = ">="`` in the graph metadata) ``v_threshold = float32(theta)`` itself, restored
+as is. A graph not written by whetstone (no ``format`` metadata) is read with NIR's ``>``:
 ``theta = nextafter(float64(v_threshold), +inf)``, i.e. ``x > v_threshold`` in float64.
 
 Arrays are written as float32 when that is lossless (converted networks are float32, and
 the importers compute in float32), else in float64.
 
 Graph metadata (``graph.metadata``, stored in the file): ``format`` (``"whetstone-nir"``),
-``format_version``, ``time_steps`` (1), ``neuron``, ``threshold_convention`` (the rule
-above, in words), ``readout`` (the network's readout kind), ``class_key`` (the ``(C, W)``
-key, when the network ends with a decode), ``whetstone_unflatten`` (JSON list of the
-trailing ``Unflatten`` sizes, when there are any), ``input_shape`` and
-``whetstone_metadata`` (the network's own metadata as JSON).
-
-Importers that map ``Flatten`` literally to ``torch.nn.Flatten(start_dim=0)`` flatten a
-batch dimension too: run such imported modules on single, batch-free samples.
+``format_version``, ``time_steps`` (1), ``neuron``, ``target``, ``dt`` (the time step the
+file assumes), ``loading`` (the loading call that works in the target's importer),
+``fires_on`` (``">"`` or ``">="``), ``threshold_convention`` (the rule above, in words),
+``readout`` (the network's readout kind), ``class_key`` (the ``(C, W)`` key, when the
+network ends with a decode), ``whetstone_unflatten`` (JSON list of the trailing
+``Unflatten`` sizes, when there are any), ``whetstone_nodes`` (JSON, node name -> marks, for
+nodes without metadata in nir 1.0.4), ``input_shape`` and ``whetstone_metadata`` (the
+network's own metadata as JSON). Reading, a neuron node must give ``v = x`` in one step of
+the recorded ``dt`` (``IF`` ``r = 1 / dt``, ``LIF`` ``tau = dt``); without a ``dt``,
+``IF`` needs ``r = 1``.
 """
 
 from __future__ import annotations
@@ -118,7 +136,8 @@ NEURON_FORMS: tuple[str, ...] = ("if", "threshold", "lif")
 """The neuron node forms :func:`to_nir` writes (see the module doc)."""
 
 FORMAT = "whetstone-nir"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: per-target files (``target``, ``dt``, ``fires_on``, ``whetstone_nodes``); 1 is still read."""
 TIME_STEPS = 1
 
 THRESHOLD_CONVENTION = (
