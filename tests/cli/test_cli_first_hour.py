@@ -107,6 +107,13 @@ def test_a_scheduled_schedule_scales_to_fractions_of_an_epoch(capsys):
         capsys.readouterr().err
 
 
+def test_one_epoch_reads_as_one(capsys):
+    config, fitted = _config("--preset", "mnist-cnn", "--epochs", "1")
+    assert fitted is not None and fitted["window"][1] <= 1
+    assert ("whetstone train: schedule scaled to fit 1 epoch: sharpening during epoch 1 (was "
+            "31-76); --schedule-fit refuse refuses instead\n") == capsys.readouterr().err
+
+
 def test_simple_cannot_fit_fewer_epochs_than_layers(capsys):
     with pytest.raises(ValueError, match=r"--epochs 2: the simple schedule sharpens 3 layers .*"
                                          r"give --epochs 3 or more, or --schedule scheduled"):

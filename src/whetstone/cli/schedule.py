@@ -86,6 +86,18 @@ def timing_changes(config: Any, args: argparse.Namespace) -> list[tuple[str, dic
     return changes
 
 
+def _during(window: tuple[float, float]) -> str:
+    """``epochs 6-20`` or ``epoch 1``."""
+    from ..presets.build import epoch_span
+
+    span = epoch_span(window)
+    return f"epochs {span}" if "-" in span else f"epoch {span}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _given(args: argparse.Namespace, name: str) -> bool:
     return getattr(args, name, None) is not None
 
@@ -109,19 +121,20 @@ def fit(config: Any, args: argparse.Namespace) -> tuple[Any, dict[str, Any] | No
     if window[1] <= epochs:
         return config, None
     needed = math.ceil(window[1])
-    then = (f" (then {finetune} fine-tuning epoch{'s' if finetune != 1 else ''}, "
-            f"{needed + finetune} in all)" if finetune else "")
+    then = (f" (then {_plural(finetune, 'fine-tuning epoch')}, {needed + finetune} in all)"
+            if finetune else "")
     where = f"--epochs {epochs}" if _given(args, "epochs") else f"epochs = {epochs}"
     timing = [o for o, k in (("--sharpen-start", "sharpen_start"),
                              ("--sharpen-epochs", "sharpen_epochs")) if _given(args, k)]
-    what = (f"the {name} schedule sharpens its {layers} layers during epochs "
-            f"{epoch_span(window)}, so it needs --epochs {needed} or more{then}")
+    what = (f"the {name} schedule sharpens its {_plural(layers, 'layer')} during "
+            f"{_during(window)}, so it needs --epochs {needed} or more{then}")
     if timing:
         raise UsageError(f"{' and '.join(timing)}: {what}; the sharpening phase has "
-                         f"{epochs} epochs ({where}); raise --epochs or start earlier")
+                         f"{_plural(epochs, 'epoch')} ({where}); raise --epochs or start "
+                         f"earlier")
     if (args.schedule_fit or "scale") == "refuse":
         raise UsageError(f"{where}: {what}; give --epochs {needed}, or --schedule-fit scale "
-                         f"to compress the schedule into {epochs} epochs")
+                         f"to compress the schedule into {_plural(epochs, 'epoch')}")
     try:
         scaled = fit_schedule(config, layers)
     except ConfigError as exc:
@@ -129,10 +142,10 @@ def fit(config: Any, args: argparse.Namespace) -> tuple[Any, dict[str, Any] | No
                          f"--schedule scheduled") from None
     new = sharpening_window(scaled, layers)
     assert new is not None
-    after = (f"; then {finetune} fine-tuning epoch{'s' if finetune != 1 else ''} at "
-             f"sharpness 1 ({epochs + finetune} in all)" if finetune else "")
-    print(f"whetstone train: schedule scaled to fit {epochs} epochs: sharpening during epochs "
-          f"{epoch_span(new)} (was {epoch_span(window)}){after}; --schedule-fit refuse "
+    after = (f"; then {_plural(finetune, 'fine-tuning epoch')} at sharpness 1 "
+             f"({epochs + finetune} in all)" if finetune else "")
+    print(f"whetstone train: schedule scaled to fit {_plural(epochs, 'epoch')}: sharpening "
+          f"during {_during(new)} (was {epoch_span(window)}){after}; --schedule-fit refuse "
           f"refuses instead", file=sys.stderr, flush=True)
     keys = [k for k in config.schedule if k not in ("name", "mode", "allocation")]
     return scaled, {
