@@ -236,3 +236,24 @@ def test_tie_fires_in_sinabs(theta: float, old_nir: dict[str, Any]) -> None:
     path, _ = _case(old_nir, ("tie", str(theta)))
     with np.load(str(path) + ".out.npz", allow_pickle=False) as f:
         np.testing.assert_array_equal(f["single"], [[1.0, 0.0, 1.0]] * 2)
+
+
+def test_missing_or_failed_sinabs_env_is_reported(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Sinabs tests skip with the reason: the missing environment and how to build it,
+    or the recorded install error verbatim."""
+    import sinabs_env
+
+    venv = tmp_path / "venv-sinabs"
+    monkeypatch.setattr(sinabs_env, "VENV", venv)
+    monkeypatch.setattr(sinabs_env, "PYTHON", venv / "bin" / "python")
+    monkeypatch.setattr(sinabs_env, "READY", venv / ".interop-ready.json")
+    monkeypatch.setattr(sinabs_env, "ERROR", venv / ".interop-install-error.txt")
+    reason = sinabs_env.missing_reason()
+    assert reason is not None and "is missing" in reason and "make test-interop" in reason
+    venv.mkdir()
+    error = ("$ python -m pip install -q torch==2.13.0 sinabs==3.1.3\n(exit status 1)\n"
+             "ERROR: No matching distribution found for sinabs==3.1.3\n")
+    (venv / ".interop-install-error.txt").write_text(error)
+    reason = sinabs_env.missing_reason()
+    assert reason is not None and "failed to install" in reason and error in reason
