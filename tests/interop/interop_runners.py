@@ -29,8 +29,10 @@ def _import(name: str) -> Any:
         raise ImporterMissing(f"{name} cannot be imported: {type(exc).__name__}: {exc}") from exc
 
 
-def _first(out: Any) -> torch.Tensor:
-    return out[0] if isinstance(out, tuple) else out
+def _output(result: tuple[torch.Tensor, Any]) -> torch.Tensor:
+    """``out`` of the ``out, state = module(x)`` every imported module returns."""
+    out, _state = result
+    return out
 
 
 def _numpy_call(call: Callable[[torch.Tensor], torch.Tensor]) -> Runner:
@@ -42,18 +44,18 @@ def _numpy_call(call: Callable[[torch.Tensor], torch.Tensor]) -> Runner:
 
 
 def norse_runner(path: Path) -> Runner:
-    """``norse.torch.from_nir(nir.read(path))``; ``module(x)`` with ``state=None``."""
+    """``norse.torch.from_nir(nir.read(path))``; ``out, _ = module(x)`` (``state=None``)."""
     nir = _import("nir")
     norse_torch = _import("norse.torch")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         module = norse_torch.from_nir(nir.read(path))
-    return _numpy_call(lambda x: _first(module(x)))
+    return _numpy_call(lambda x: _output(module(x)))
 
 
 def snntorch_runner(path: Path) -> Runner:
     """``snntorch.import_nir.import_from_nir(nir.read(path))``; every neuron's membrane reset
-    before each call."""
+    before each call; ``out, _ = module(x)``."""
     nir = _import("nir")
     snntorch = _import("snntorch")
     importer = _import("snntorch.import_nir")
@@ -65,19 +67,19 @@ def snntorch_runner(path: Path) -> Runner:
     def call(x: torch.Tensor) -> torch.Tensor:
         for neuron in neurons:  # init_hidden=True keeps membranes between calls
             neuron.reset_mem()
-        return _first(module(x))
+        return _output(module(x))
     return _numpy_call(call)
 
 
 def spikingjelly_runner(path: Path) -> Runner:
     """``spikingjelly.activation_based.nir_exchange.import_from_nir(nir.read(path))`` with its
-    default ``dt``; ``module(x)`` with ``state=None``."""
+    default ``dt``; ``out, _ = module(x)`` (``state=None``)."""
     nir = _import("nir")
     exchange = _import("spikingjelly.activation_based.nir_exchange")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         module = exchange.import_from_nir(nir.read(path))
-    return _numpy_call(lambda x: _first(module(x)))
+    return _numpy_call(lambda x: _output(module(x)))
 
 
 RUNNERS: dict[str, Callable[[Path], Runner]] = {

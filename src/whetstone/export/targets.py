@@ -42,15 +42,17 @@ target           forms (dt)    loading call that works                         b
                                nir.read(path))``; reset every
                                ``snntorch.SpikingNeuron``'s ``mem``
                                (``reset_mem()``) before each batch;
-                               ``out = m(x)``
+                               ``out, _ = m(x)``
 ``spikingjelly`` if (1e-4)     ``m = spikingjelly.activation_based.            batched
                                nir_exchange.import_from_nir(nir.read(path))``
                                (its default ``dt = 1e-4``); ``out, _ = m(x)``
 ``sinabs``       if (1)        ``m = sinabs.from_nir(nir.read(path),           batched
                                num_timesteps=1)``; set ``spike_fn =
                                sinabs.activation.SingleSpike`` on every
-                               ``sinabs.layers.IAFSqueeze``;
-                               ``m.reset_states()``; ``out = m(x)``
+                               ``sinabs.layers.IAFSqueeze``; before each
+                               batch ``reset_states()`` on every
+                               ``sinabs.layers.StatefulLayer``;
+                               ``out, _ = m(x)``
 ===============  ============  ==============================================  ========
 
 Every target writes ``Flatten(start_dim=-n, end_dim=-1)`` for an ``n``-d batch-free input
@@ -146,7 +148,7 @@ TARGETS: Mapping[str, Target] = MappingProxyType({
         fires_on=">", pool="sumpool",
         loading="module = snntorch.import_nir.import_from_nir(nir.read(path)); before each "
                 "batch call reset_mem() on every snntorch.SpikingNeuron in module.modules() "
-                "(init_hidden keeps membranes between calls); out = module(x)",
+                "(init_hidden keeps membranes between calls); out, state = module(x)",
         batching="batched"),
     "spikingjelly": Target(
         name="spikingjelly", importer="SpikingJelly 2.0.0",
@@ -177,7 +179,9 @@ TARGETS: Mapping[str, Target] = MappingProxyType({
         loading="module = sinabs.from_nir(nir.read(path), num_timesteps=1); for every "
                 "sinabs.layers.IAFSqueeze m in module.modules(): m.spike_fn = "
                 "sinabs.activation.SingleSpike (the default MultiSpike emits floor(v / "
-                "threshold) spikes); module.reset_states() before each batch; out = module(x)",
+                "threshold) spikes); before each batch reset_states() on every "
+                "sinabs.layers.StatefulLayer in module.modules() (the executor has no "
+                "reset_states of its own); out, state = module(x)",
         batching="batched",
         notes=("Sinabs's SingleSpike fires on v - threshold >= 0: the file holds theta "
                "itself, not the nextafter value",)),
