@@ -57,9 +57,8 @@ def test_pages_exist_for_the_api_packages() -> None:
 @pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs matplotlib")
 def test_figures_from_results(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, str(ROOT / "docs" / "figures.py"), "--only",
-                           "activations", "synops", "--out", str(tmp_path)],
+                           "synops", "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, MPLBACKEND="Agg"))
     assert done.returncode == 0, done.stderr[-3000:]
-    for name in ("activations.png", "accuracy-synops.png"):
-        assert (tmp_path / name).stat().st_size > 10_000
+    assert (tmp_path / "accuracy-synops.png").stat().st_size > 10_000
