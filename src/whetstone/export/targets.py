@@ -23,8 +23,7 @@ Threshold. ``fires_on`` is the importer's comparison. For ``">"`` (NIR's own rul
 snnTorch) the file holds ``v_threshold = nextafter(float32(theta), -inf)``, so
 ``v > v_threshold`` iff ``v >= theta`` for float32 ``v``; for ``">="`` (SpikingJelly's
 heaviside and Sinabs's ``SingleSpike``, both ``v - threshold >= 0``) it holds
-``float32(theta)`` itself. The exact
-``theta`` is kept in the node metadata either way.
+``float32(theta)`` itself. The exact ``theta`` is kept in the node metadata either way.
 
 The table (versions verified by ``tests/interop``; ``x`` is a float32 tensor of real MNIST
 digits, ``(B, *input_shape)`` batched, every call from zero state):
