@@ -12,5 +12,7 @@ class NIRFileError(ValueError):
 
 class NIRExportError(ValueError):
     """A network cannot be written as a NIR graph because NIR 1.0 has no node for one of its
-    primitives (nearest-neighbour upsampling, a reshape before further layers); the message
-    names the layer and the missing node."""
+    primitives (nearest-neighbour upsampling, a reshape before further layers), or the
+    target's importer has none (a pooling scaled by other than 1 or ``1 / (kh kw)`` for
+    SpikingJelly, which maps neither ``SumPool2d`` nor ``Scale``); the message names the
+    layer and the missing node."""

@@ -680,8 +680,11 @@ def from_graph(graph: Any) -> SpikingNetwork:
         node = graph.nodes[name]
         kind = type(node).__name__
         where = f"node {name!r} ({kind})"
-        meta = {**_meta(node), **(side.get(name) or {})}
         try:
+            marks = side.get(name) or {}
+            if not isinstance(marks, dict):
+                raise ValueError("its whetstone_nodes entry is not a JSON object")
+            meta = {**_meta(node), **marks}
             if kind in ("Input", "Output"):
                 continue
             if kind == "Affine":
