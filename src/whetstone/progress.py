@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO, TypeVar
 
@@ -64,6 +64,21 @@ class Progress:
         return tqdm(iterable, total=total, desc=desc, unit=unit, file=self.stream,
                     leave=False, dynamic_ncols=True, mininterval=0.5)
 
+    @contextmanager
+    def counter(self, total: int, desc: str = "", unit: str = "sample"
+                ) -> Iterator[Callable[[int], object]]:
+        """A bar of ``total`` ``unit`` in mode ``"bar"``; yields the function that advances
+        it by ``n`` (a function that does nothing in the other modes)."""
+        if not self.bars:
+            yield lambda n: None
+            return
+        bar = tqdm(total=total, desc=desc, unit=unit, file=self.stream, leave=False,
+                   dynamic_ncols=True, mininterval=0.5)
+        try:
+            yield bar.update
+        finally:
+            bar.close()
+
     def line(self, text: str) -> None:
         """One plain line (mode ``"log"`` only): ``PREFIX: text``."""
         if self.lines:
@@ -95,6 +110,15 @@ def iterate(progress: Progress | None, iterable: Iterable[T], total: int | None 
     if progress is None:
         return iterable
     return progress.iterate(iterable, total, desc, unit)
+
+
+def counter(progress: Progress | None, total: int, desc: str = "", unit: str = "sample"
+            ) -> Any:
+    """:meth:`Progress.counter` when ``progress`` is given, else a context yielding a
+    function that does nothing."""
+    if progress is None:
+        return Progress("none").counter(total, desc, unit)
+    return progress.counter(total, desc, unit)
 
 
 def stage(progress: Progress | None, desc: str, samples: int | None = None) -> Any:

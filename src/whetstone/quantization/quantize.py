@@ -271,7 +271,7 @@ def quantization_sweep(net: SpikingNetwork, x: np.ndarray, y: np.ndarray | None 
     and ``reference_accuracy`` are ``None`` (binary outputs have no scores to rank) and
     ``output_max_abs_diff`` is 1 when any output spike differs, else 0. ``progress`` (a
     :class:`whetstone.progress.Progress`) shows a bar over the unquantized network and the
-    bit widths.
+    bit widths, and one over each network's batches.
     """
     scores = net.readout not in ("spikes", "identity")
     widths = list(bits)
@@ -280,7 +280,7 @@ def quantization_sweep(net: SpikingNetwork, x: np.ndarray, y: np.ndarray | None 
         steps = progress.iterate(steps, desc="quantization sweep", unit="network")
     steps = iter(steps)
     next(steps)
-    reference = run(net, x, batch_size=batch_size)
+    reference = run(net, x, batch_size=batch_size, progress=progress)
     assert isinstance(reference, np.ndarray)
     ref_pred = reference.argmax(axis=1) if scores and reference.ndim >= 2 else None
     if y is not None:
@@ -295,7 +295,8 @@ def quantization_sweep(net: SpikingNetwork, x: np.ndarray, y: np.ndarray | None 
     rows = []
     for b in steps:
         assert b is not None
-        out = run(quantize(net, b, integer_inputs, readout), x, batch_size=batch_size)
+        out = run(quantize(net, b, integer_inputs, readout), x, batch_size=batch_size,
+                  progress=progress)
         assert isinstance(out, np.ndarray)
         pred = out.argmax(axis=1) if ref_pred is not None else None
         rows.append({

@@ -44,7 +44,7 @@ from ..presets.build import (
     gradient_clip,
 )
 from ..presets.config import TrainConfig
-from ..progress import Progress, as_progress, iterate, stage
+from ..progress import Progress, as_progress, counter, iterate, stage
 from ..sharpening.allocation import (
     fully_sharpened,
     get_layer_sharpness,
@@ -528,21 +528,40 @@ def _recorded_twin(path: Path) -> Path | None:
     return twin if (twin / WEIGHTS).is_file() else None
 
 
+SPIKING_CHUNK = 100
+"""Samples the numpy runtime takes at once in :func:`score_network` and
+:func:`evaluate_run` (a bar advances after each chunk; a convolutional network runs at tens
+of samples per second on one core)."""
+
+
+def spiking_outputs(net: Any, x: np.ndarray, advance: Any = None,
+                    chunk: int = SPIKING_CHUNK) -> np.ndarray:
+    """The numpy runtime's float64 outputs of ``net`` for ``x``, run ``chunk`` samples at a
+    time; ``advance(n)`` (a progress counter) is called after each chunk."""
+    from ..runtime import run as run_network
+
+    outs = []
+    for start in range(0, len(x), chunk):
+        part = x[start:start + chunk]
+        outs.append(run_network(net, part, dtype=np.float64))
+        if advance is not None:
+            advance(len(part))
+    return np.concatenate(outs) if len(outs) > 1 else outs[0]
+
+
 def score_network(net: Any, x: torch.Tensor, y: torch.Tensor, task: Task,
                   batch_size: int | None = None,
                   progress: Progress | None = None) -> dict[str, Any]:
     """Every score of ``task``'s meter for the spiking network ``net`` (the numpy runtime, in
     float64) on the inputs ``x`` and their labels or masks ``y`` (``progress``: a bar over
-    the batches)."""
-    from ..runtime import run as run_network
-
+    the samples)."""
     meter = task.meter()
     step = batch_size or eval_batch_size(task)
-    for start in iterate(progress, range(0, len(x), step), desc="spiking network (numpy)",
-                         unit="batch"):
-        xb, yb = x[start:start + step], y[start:start + step]
-        out = torch.from_numpy(run_network(net, xb.numpy(), dtype=np.float64))
-        meter.update(out, task.target(xb, yb))
+    with counter(progress, len(x), "spiking network (numpy)") as advance:
+        for start in range(0, len(x), step):
+            xb, yb = x[start:start + step], y[start:start + step]
+            out = torch.from_numpy(spiking_outputs(net, xb.numpy(), advance))
+            meter.update(out, task.target(xb, yb))
     return meter.compute()
 
 
@@ -620,17 +639,16 @@ def evaluate_run(
     }
     if spiking and is_fully_sharp(run.model):
         from ..conversion import to_spiking
-        from ..runtime import run as run_network
 
         model = run.model.cpu().eval()
         net = to_spiking(model)
         exact = copy.deepcopy(model).double()
         meter, agreement = task.meter(), Agreement(task)
         what = "converted spiking network (numpy) against float64 torch"
-        with torch.no_grad(), stage(progress, what, n):
-            for xb, yb in iterate(progress, loader, desc="spiking network (numpy)",
-                                  unit="batch"):
-                ours = torch.from_numpy(run_network(net, xb.numpy(), dtype=np.float64))
+        with torch.no_grad(), stage(progress, what, n), \
+                counter(progress, n, "spiking network (numpy)") as advance:
+            for xb, yb in loader:
+                ours = torch.from_numpy(spiking_outputs(net, xb.numpy(), advance))
                 meter.update(ours, task.target(xb, yb))
                 agreement.update(exact(xb.double()), ours)
         result["metrics_spiking"] = meter.compute()
