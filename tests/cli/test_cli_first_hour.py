@@ -406,3 +406,76 @@ def test_evaluate_says_why_the_spiking_network_did_not_run(tmp_path, capsys, mon
     assert last.startswith("converted spiking network: not run, the model is not fully sharp "
                            "(layer sharpness 0.00/0.00)"), last
     assert f"'whetstone convert {run} --force'" in last
+
+
+# ------------------------------------------- the timetable is the sharpener's own, scaled too
+
+def _epochs_to_sharp(config: Any, steps_per_epoch: int = 4, limit: int = 200) -> int:
+    """Epochs the configuration's sharpener needs to set every layer to 1 (run on its model,
+    without training)."""
+    from whetstone.presets.build import build_model, build_sharpener
+
+    model = build_model(config)
+    sharpener = build_sharpener(config)
+    sharpener.on_train_begin(model, steps_per_epoch=steps_per_epoch)
+    for epoch in range(limit):
+        for _ in range(steps_per_epoch):
+            sharpener.on_batch_end(model)
+        sharpener.on_epoch_end(model, epoch, 1.0)
+        if sharpener.done:
+            return epoch + 1
+    raise AssertionError("never sharp")
+
+
+@pytest.mark.parametrize("schedule", [
+    {"name": "simple", "start_epoch": 5, "steps": 5, "mode": "batch"},
+    {"name": "simple", "start_epoch": 2, "steps": 3, "mode": "epoch"},
+    {"name": "simple", "start_epoch": 1, "steps": 4, "bottom_up": False},
+    {"name": "simple", "start_epoch": 1, "steps": 2, "allocation": "uniform"},
+    {"name": "scheduled", "start": 3, "duration": 2, "intermission": 1, "mode": "batch"},
+    {"name": "scheduled", "start": 1.5, "duration": 0.5, "intermission": 0, "mode": "epoch"},
+    {"name": "scheduled", "start": 2, "duration": 3, "intermission": 0.5,
+     "allocation": "uniform"},
+])
+def test_the_window_is_when_the_sharpener_finishes_and_scaling_keeps_it_sharp(schedule):
+    import math
+
+    from whetstone.presets import get_preset
+    from whetstone.presets.build import fit_schedule, sharpening_window
+
+    config = get_preset("mnist-dense").merged({"schedule": {**schedule}, "epochs": 40})
+    window = sharpening_window(config)
+    assert window is not None
+    assert _epochs_to_sharp(config) == math.ceil(window[1])
+    for epochs in (3, 4, 7):
+        short = fit_schedule(config.merged({"epochs": epochs}))
+        assert _epochs_to_sharp(short) <= epochs, (epochs, short.schedule)
+
+
+def test_progress_modes():
+    import io
+
+    from whetstone.progress import Progress, counter, iterate
+
+    with pytest.raises(ValueError, match="unknown progress mode 'loud'"):
+        Progress("loud")
+    stream = io.StringIO()
+    log = Progress("log", stream, prefix="whetstone test")
+    assert list(log.iterate(range(3), desc="x")) == [0, 1, 2]
+    with log.stage("step one", samples=10), log.counter(10) as advance:
+        advance(10)
+    assert re.fullmatch(r"whetstone test: step one: done in \d+\.\d s(, \d+ samples/s)?\n",
+                        stream.getvalue()), stream.getvalue()
+    bars = io.StringIO()
+    bar = Progress("bar", bars)
+    assert list(bar.iterate([1, 2], desc="counting")) == [1, 2]
+    with bar.counter(5, "samples") as advance:
+        advance(5)
+    assert "counting" in bars.getvalue() and "samples" in bars.getvalue()
+    quiet = io.StringIO()
+    none = Progress("none", quiet)
+    none.line("hidden")
+    assert list(none.iterate([1])) == [1] and quiet.getvalue() == ""
+    assert list(iterate(None, [4])) == [4]
+    with counter(None, 3) as advance:
+        advance(3)
