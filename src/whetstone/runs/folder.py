@@ -178,13 +178,17 @@ def _train_twin(config: TrainConfig, out: Path, **train_args: Any) -> Path:
     twin = conventional_twin(config)
     digest = hashlib.sha256(json.dumps(twin.to_dict(), sort_keys=True).encode()).hexdigest()
     folder = out.parent / f"twin-{digest[:12]}"
+    progress = as_progress(train_args.get("progress", True))
     if (folder / SUMMARY).is_file() and (folder / CONFIG).is_file():
         try:
             if TrainConfig.load(folder / CONFIG).to_dict() == twin.to_dict():
+                progress.line(f"conventional twin: {folder} (trained already)")
                 return folder
         except ValueError:
             pass  # unreadable: train it again
+    progress.line(f"conventional twin (never sharpened) first, into {folder}")
     train_run(twin, folder, **train_args)
+    progress.line(f"conventional twin done; now {config.name} itself")
     return folder
 
 
