@@ -21,8 +21,11 @@ $(VENV)/.installed: $(VENV)/.base pyproject.toml
 $(VENV)/.dev: $(VENV)/.base pyproject.toml
 	$(PIP) install -q -e '.[dev,nir]'
 	# NIR importers for the interop tests, without their declared dependencies: norse declares
-	# torchvision, which would bring another torch. A failure here only skips those tests.
-	-$(PIP) install -q --no-deps nirtorch==2.6 norse==1.1.0 snntorch==1.0.0 spikingjelly==2.0.0 loguru==0.7.3
+	# torchvision, which would bring another torch. A failure here only skips those tests, with
+	# pip's output (kept in $(VENV)/.importers-install-error.txt) as the reason.
+	-$(PIP) install -q --no-deps nirtorch==2.6 norse==1.1.0 snntorch==1.0.0 spikingjelly==2.0.0 loguru==0.7.3 \
+		> $(VENV)/.importers-install-error.txt 2>&1 && rm -f $(VENV)/.importers-install-error.txt \
+		|| cat $(VENV)/.importers-install-error.txt
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed

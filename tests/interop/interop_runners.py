@@ -7,6 +7,7 @@ import error (the tests skip with it)."""
 from __future__ import annotations
 
 import importlib
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -18,15 +19,24 @@ import torch
 Runner = Callable[[np.ndarray], np.ndarray]
 
 
+INSTALL_ERROR = Path(sys.prefix) / ".importers-install-error.txt"
+"""Where the Makefile's install of the importers leaves pip's output when it fails."""
+
+
 class ImporterMissing(RuntimeError):
-    """The importer's package cannot be imported; the message is the import error."""
+    """The importer's package cannot be imported; the message is the import error and, when
+    the Makefile's install of the importers failed, pip's output."""
 
 
 def _import(name: str) -> Any:
     try:
         return importlib.import_module(name)
     except Exception as exc:  # noqa: BLE001 - any import failure is the skip reason
-        raise ImporterMissing(f"{name} cannot be imported: {type(exc).__name__}: {exc}") from exc
+        message = f"{name} cannot be imported: {type(exc).__name__}: {exc}"
+        if INSTALL_ERROR.is_file():
+            tail = "\n".join(INSTALL_ERROR.read_text().rstrip().splitlines()[-30:])
+            message += f"\nthe importers' install failed ({INSTALL_ERROR}):\n{tail}"
+        raise ImporterMissing(message) from exc
 
 
 def _output(result: tuple[torch.Tensor, Any]) -> torch.Tensor:
