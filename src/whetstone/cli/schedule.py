@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from typing import Any
 
@@ -144,9 +145,10 @@ def fit(config: Any, args: argparse.Namespace) -> tuple[Any, dict[str, Any] | No
     assert new is not None
     after = (f"; then {_plural(finetune, 'fine-tuning epoch')} at sharpness 1 "
              f"({epochs + finetune} in all)" if finetune else "")
-    print(f"whetstone train: schedule scaled to fit {_plural(epochs, 'epoch')}: sharpening "
-          f"during {_during(new)} (was {epoch_span(window)}){after}; --schedule-fit refuse "
-          f"refuses instead", file=sys.stderr, flush=True)
+    if os.environ.get("RANK", "0") == "0":  # a data-parallel job: rank 0 says it once
+        print(f"whetstone train: schedule scaled to fit {_plural(epochs, 'epoch')}: "
+              f"sharpening during {_during(new)} (was {epoch_span(window)}){after}; "
+              f"--schedule-fit refuse refuses instead", file=sys.stderr, flush=True)
     keys = [k for k in config.schedule if k not in ("name", "mode", "allocation")]
     return scaled, {
         "action": "scaled", "epochs": epochs, "layers": layers,
