@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from whetstone.cli.main import build_parser, main
 from whetstone.cli.main import _config_from_args as config_from_args
+from whetstone.cli.main import build_parser, main
 from whetstone.presets import TrainConfig, get_preset, recipes
 
 
