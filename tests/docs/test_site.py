@@ -42,6 +42,9 @@ def test_site_builds_strict(tmp_path: Path) -> None:
         assert page in pages, sorted(pages)
     api = (tmp_path / "s" / "api" / "conversion" / "index.html").read_text(encoding="utf-8")
     assert "whetstone.conversion.to_spiking" in api
+    assert ":func:" not in api  # docs/griffe_rst.py rewrote the roles
+    cli = (tmp_path / "s" / "cli" / "index.html").read_text(encoding="utf-8")
+    assert "usage: whetstone train" in cli and "--preset" in cli  # docs/hooks.py
 
 
 def test_pages_exist_for_the_api_packages() -> None:
