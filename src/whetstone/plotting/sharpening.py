@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..training.history import History
+if TYPE_CHECKING:  # only for the annotation: importing the training package imports torch
+    from ..training.history import History
 
 
 def _pyplot():  # noqa: ANN202
