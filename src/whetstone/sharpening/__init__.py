@@ -1,4 +1,5 @@
-"""Sharpening: allocating sharpness over layers (bottom-up or uniform) and the schedules."""
+"""Sharpening: allocating sharpness over layers (bottom-up or uniform), the schedules, and
+:func:`sharpen` (a trained ReLU network to a calibrated sharpenable one)."""
 
 from .allocation import (
     bottom_up,
@@ -10,6 +11,7 @@ from .allocation import (
     sharpenable_layers,
     uniform,
 )
+from .calibration import SharpenError
 from .schedules import (
     SHARPENERS,
     AdaptiveSharpener,
@@ -20,8 +22,10 @@ from .schedules import (
     UniformAllocation,
     make_sharpener,
 )
+from .swap import ACTIVATIONS, PopulationHead, register_activation, sharpen, swap_activations
 
 __all__ = [
+    "ACTIVATIONS",
     "SHARPENERS",
     "AdaptiveSharpener",
     "ScheduledSharpener",
@@ -34,8 +38,13 @@ __all__ = [
     "get_layer_sharpness",
     "is_fully_sharp",
     "make_sharpener",
+    "PopulationHead",
+    "register_activation",
     "set_layer_sharpness",
     "set_model_sharpness",
+    "SharpenError",
+    "sharpen",
     "sharpenable_layers",
+    "swap_activations",
     "uniform",
 ]
