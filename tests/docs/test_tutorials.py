@@ -58,6 +58,7 @@ def test_driver_fails_on_a_broken_block(tmp_path: Path) -> None:
     assert done.returncode != 0 and "exited with status 1" in done.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
 def test_tutorial_runs(path: Path, mnist_ready: str, tmp_path: Path) -> None:
     missing = [m for m in requirements(path.read_text(encoding="utf-8"))
