@@ -31,6 +31,6 @@ def test_version_1_file_loads_and_computes_the_recorded_values(name: str) -> Non
     assert len(spikes) == len(recorded) == net.spiking_layers
     for got, key in zip(spikes, recorded, strict=True):
         np.testing.assert_array_equal(got, expected[key])
-    assert net.is_chain if hasattr(net, "is_chain") else True
+    assert net.is_chain and net.inputs is None
     assert net.readout == ("decode" if name == "cnn" else "affine")
     assert net.input_shape == ((1, 8, 8) if name == "cnn" else (16,))

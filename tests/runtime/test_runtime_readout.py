@@ -11,7 +11,9 @@ import pytest
 from whetstone.runtime import (
     PRIMITIVES,
     READOUTS,
+    Add,
     Affine,
+    Concat,
     Conv2d,
     Decode,
     Flatten,
@@ -96,6 +98,9 @@ def _readout_nets() -> dict[str, SpikingNetwork]:
         "pool": SpikingNetwork([*conv, SumPool2d(2, 2, scale=0.25)]),
         "spikes": SpikingNetwork([*conv, Upsample2d(2)]),
         "identity": SpikingNetwork([Flatten()]),
+        "add": SpikingNetwork([*conv, Conv2d(rng.normal(size=(3, 3, 1, 1)), np.zeros(3)),
+                               Add(), Flatten()], inputs=[(-1,), (0,), (1,), (2, 1), (3,)]),
+        "concat": SpikingNetwork([*conv, Concat()], inputs=[(-1,), (0,), (1, 1)]),
     }
 
 
@@ -105,7 +110,7 @@ def test_readout_kinds() -> None:
     assert got == {
         "decode": ("decode", 3), "affine": ("affine", 3), "affine+unflatten": ("affine", 3),
         "conv2d": ("conv2d", 3), "pool": ("pool", 2), "spikes": ("spikes", 1),
-        "identity": ("identity", None),
+        "identity": ("identity", None), "add": ("add", 3), "concat": ("concat", 2),
     }
     assert {kind for kind, _ in got.values()} == set(READOUTS)
     assert SpikingNetwork([]).readout == "identity"

@@ -6,22 +6,28 @@ A converted Whetstone network is a list of primitives run in one time step:
   with a ``Threshold(0.5)`` after it, or average pooling with ``scale = 1 / (kh kw)``),
   ``Flatten``, ``Unflatten`` (its inverse), ``Upsample2d`` (nearest:
   ``y[c, i, j] = x[c, i // sh, j // sw]``), ``Threshold`` (``z = 1[x >= theta]``, ties fire)
-  and ``Decode`` (N-hot population to class logits).
-- :mod:`.network`: :class:`SpikingNetwork` with ``save`` / ``load`` (one ``.npz``, no pickle,
-  sha256-checked; bad files raise :class:`NetworkFileError`) and its
+  and ``Decode`` (N-hot population to class logits); the merges of a graph, ``Add``
+  (``y = x_1 + ... + x_k``) and ``Concat`` (along the first batch-free axis). Each has its
+  ``arity`` and ``output_shape(*input_shapes)``.
+- :mod:`.network`: :class:`SpikingNetwork`, a chain or a graph (``inputs[i]``: the sources
+  of layer ``i``, ``-1`` the network input), with ``save`` / ``load`` (one ``.npz``, no
+  pickle, sha256-checked; bad files raise :class:`NetworkFileError`) and its
   :attr:`~SpikingNetwork.readout`: what the network ends with (``"decode"``, a real-valued
   ``"affine"`` / ``"conv2d"`` readout, ``"spikes"``, ...; :data:`READOUTS`).
 - :mod:`.simulate`: :func:`run` (the readout's values, optionally the spikes of every layer)
-  and :func:`predict` (argmax of the readout's scores: classes, actions, per-pixel classes).
+  and :func:`predict` (argmax of the readout's scores: classes, actions, per-pixel classes);
+  the kernels are a table, :data:`KERNELS` (:func:`register_kernel` adds one).
 
 Build one from a trained model with :func:`whetstone.conversion.to_spiking`.
 """
 
 from .errors import NetworkFileError
-from .network import READOUTS, SHAPE_ONLY, SpikingNetwork
+from .network import INPUT, READOUTS, SHAPE_ONLY, SpikingNetwork
 from .primitives import (
     PRIMITIVES,
+    Add,
     Affine,
+    Concat,
     Conv2d,
     Decode,
     Flatten,
@@ -31,16 +37,22 @@ from .primitives import (
     Unflatten,
     Upsample2d,
 )
-from .simulate import predict, run
+from .simulate import KERNELS, Context, Kernel, kernel_for, predict, register_kernel, run, walk
 
 __all__ = [
+    "INPUT",
+    "KERNELS",
     "PRIMITIVES",
     "READOUTS",
     "SHAPE_ONLY",
+    "Add",
     "Affine",
+    "Concat",
+    "Context",
     "Conv2d",
     "Decode",
     "Flatten",
+    "Kernel",
     "NetworkFileError",
     "Primitive",
     "SpikingNetwork",
@@ -48,6 +60,9 @@ __all__ = [
     "Threshold",
     "Unflatten",
     "Upsample2d",
+    "kernel_for",
     "predict",
+    "register_kernel",
     "run",
+    "walk",
 ]

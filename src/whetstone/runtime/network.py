@@ -1,4 +1,12 @@
-"""A spiking network: an ordered list of primitives plus metadata, saved without pickle.
+"""A spiking network: primitives in topological order, their sources, and metadata, saved
+without pickle.
+
+Graph. ``layers[i]`` reads the outputs of ``inputs[i]``, a tuple of earlier layer indices
+(``-1`` is the network input); ``inputs=None`` is a chain, ``inputs[i] = (i - 1,)``. The
+network's output is the output of its last layer. Every other layer's output must be read
+by a later layer, and each primitive gets as many inputs as its
+:attr:`~whetstone.runtime.primitives.Primitive.arity` says (one; two or more for ``Add``
+and ``Concat``).
 
 File format (one ``.npz``, written by :func:`numpy.savez`, read with ``allow_pickle=False``):
 
@@ -8,6 +16,9 @@ File format (one ``.npz``, written by :func:`numpy.savez`, read with ``allow_pic
        "layers": [{"kind": "Affine", "params": {...}, "arrays": {"weight": "0.weight", ...}}],
        "metadata": {...}, "sha256": "<hex>"}
 
+  Version 2 (graphs) adds ``"inputs": [[-1], [0], [1, 0], ...]``, one list of source
+  indices per layer. A chain is written as version 1, exactly as before graphs existed, so
+  older readers still read every chain; both versions are read.
 - one array per primitive array field, named ``"{layer index}.{field}"``.
 
 ``sha256`` covers the header without it (canonical JSON) and every array's name, dtype,
@@ -40,7 +51,9 @@ from ..files import atomic_write_with
 from .errors import NetworkFileError
 from .primitives import (
     PRIMITIVES,
+    Add,
     Affine,
+    Concat,
     Conv2d,
     Decode,
     Flatten,
@@ -52,7 +65,15 @@ from .primitives import (
 )
 
 FORMAT = "whetstone-spiking-network"
-VERSION = 1
+VERSION = 2
+"""The newest format version, written for graphs; chains are written as version 1."""
+CHAIN_VERSION = 1
+VERSIONS = (1, 2)
+"""Format versions :meth:`SpikingNetwork.load` reads."""
+MAX_SOURCES = 4096
+"""Most sources one layer may read (a bound for the header parser)."""
+INPUT = -1
+"""The source index of the network input in :attr:`SpikingNetwork.inputs`."""
 _HEADER = "__header__"
 _NPY = ".npy"
 
@@ -67,7 +88,8 @@ _END = struct.Struct("<4s4H2LH")  # end of central directory record, 22 bytes
 _END64_LOCATOR = struct.Struct("<4sLQL")  # zip64 end of central directory locator, 20 bytes
 _END64 = struct.Struct("<4sQ2H2L4Q")  # zip64 end of central directory record, 56 bytes
 
-READOUTS: tuple[str, ...] = ("decode", "affine", "conv2d", "pool", "spikes", "identity")
+READOUTS: tuple[str, ...] = ("decode", "affine", "conv2d", "pool", "spikes", "identity",
+                             "add", "concat")
 """The kinds of :attr:`SpikingNetwork.readout`."""
 
 SHAPE_ONLY: tuple[type[Primitive], ...] = (Flatten, Unflatten, Upsample2d)
@@ -76,27 +98,73 @@ decide what kind of values a network outputs."""
 
 _READOUT_OF: dict[type[Primitive], str] = {
     Decode: "decode", Affine: "affine", Conv2d: "conv2d", SumPool2d: "pool",
-    Threshold: "spikes",
+    Threshold: "spikes", Add: "add", Concat: "concat",
 }
 
 
 @dataclass
 class SpikingNetwork:
-    """Primitives applied in order to a batch ``(N, ...)``; see :func:`whetstone.runtime.run`.
+    """Primitives applied to a batch ``(N, ...)``; see :func:`whetstone.runtime.run`.
 
-    ``metadata`` is free-form JSON (conversion writes the source, the threshold convention,
-    the origin of every primitive and the ``readout``). :attr:`readout` itself is always
-    derived from the layers, so it holds for networks built by hand or read from a file.
+    ``layers`` are in topological order; ``inputs[i]`` are the sources of ``layers[i]``
+    (earlier indices, ``-1`` = the network input), ``None`` for a chain (see the module
+    doc). Sources that describe a chain are stored as ``None``. ``metadata`` is free-form
+    JSON (conversion writes the source, the threshold convention, the origin of every
+    primitive and the ``readout``). :attr:`readout` itself is always derived from the
+    layers, so it holds for networks built by hand or read from a file.
+
+    Raises:
+        TypeError: a layer is not a runtime primitive, or a source is not an int.
+        ValueError: ``inputs`` has the wrong length, a source is not an earlier layer or
+            ``-1``, a primitive gets the wrong number of inputs, or a layer's output is
+            never read (each names the layer).
     """
 
     layers: list[Primitive]
     metadata: dict[str, Any] = field(default_factory=dict)
+    inputs: list[tuple[int, ...]] | None = None
 
     def __post_init__(self) -> None:
         self.layers = list(self.layers)
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, Primitive) or type(layer) not in PRIMITIVES.values():
                 raise TypeError(f"layer {i} is {type(layer).__name__}, not a runtime primitive")
+        self.inputs = _checked_sources(self.layers, self.inputs)
+
+    @property
+    def is_chain(self) -> bool:
+        """Whether every layer reads the one before it (the first reads the input)."""
+        return self.inputs is None
+
+    def sources(self, i: int) -> tuple[int, ...]:
+        """The source indices of layer ``i`` (``-1``: the network input)."""
+        return (i - 1,) if self.inputs is None else self.inputs[i]
+
+    def consumers(self) -> dict[int, list[int]]:
+        """Source index (``-1`` included) -> the layers that read it, in order (a layer
+        reading a source twice is listed twice)."""
+        out: dict[int, list[int]] = {j: [] for j in range(-1, len(self.layers))}
+        for i in range(len(self.layers)):
+            for j in self.sources(i):
+                out[j].append(i)
+        return out
+
+    def shapes(self, input_shape: Iterable[int]) -> list[tuple[int, ...]]:
+        """The batch-free output shape of every layer for the batch-free ``input_shape``
+        (from each primitive's :meth:`~whetstone.runtime.primitives.Primitive.output_shape`).
+
+        Raises:
+            ValueError: a layer's inputs do not fit it (names the layer and the shapes).
+        """
+        first = tuple(int(s) for s in input_shape)
+        out: list[tuple[int, ...]] = []
+        for i, layer in enumerate(self.layers):
+            ins = [first if j == INPUT else out[j] for j in self.sources(i)]
+            try:
+                out.append(layer.output_shape(*ins))
+            except ValueError as exc:
+                raise ValueError(f"layer {i} ({layer.kind}): {exc}") from exc
+        return out
 
     @property
     def num_classes(self) -> int | None:
@@ -106,13 +174,14 @@ class SpikingNetwork:
 
     @property
     def readout_index(self) -> int | None:
-        """Index of the readout: the last primitive that is not shape-only (not a
-        ``Flatten``, ``Unflatten`` or ``Upsample2d``, which copy values unchanged); ``None``
-        when every primitive is shape-only."""
-        for i in range(len(self.layers) - 1, -1, -1):
-            if not isinstance(self.layers[i], SHAPE_ONLY):
-                return i
-        return None
+        """Index of the readout: going back from the last layer through shape-only
+        primitives (``Flatten``, ``Unflatten``, ``Upsample2d``, which copy values unchanged)
+        along their source, the first one that is not shape-only; ``None`` when that walk
+        reaches the network input."""
+        i = len(self.layers) - 1
+        while i >= 0 and isinstance(self.layers[i], SHAPE_ONLY):
+            i = self.sources(i)[0]
+        return None if i < 0 else i
 
     @property
     def readout(self) -> str:
@@ -127,6 +196,8 @@ class SpikingNetwork:
           ``y[:, i, j] = W z[:, i, j] + b`` (e.g. per-pixel class scores);
         - ``"pool"``: a :class:`SumPool2d` with no ``Threshold`` after it (real averages);
         - ``"spikes"``: a :class:`Threshold`: the output is binary;
+        - ``"add"`` / ``"concat"``: a merge of a graph network (a sum of its inputs, their
+          concatenation);
         - ``"identity"``: only shape-only primitives (or none).
 
         The decode is the readout of the N-hot population code: a fixed affine map of the
@@ -150,7 +221,9 @@ class SpikingNetwork:
 
     def __repr__(self) -> str:
         inner = ", ".join(_describe(layer) for layer in self.layers)
-        return f"SpikingNetwork([{inner}])"
+        if self.inputs is None:
+            return f"SpikingNetwork([{inner}])"
+        return f"SpikingNetwork([{inner}], inputs={[list(s) for s in self.inputs]})"
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the network to ``path`` (one ``.npz``, atomically, no pickle)."""
@@ -163,8 +236,11 @@ class SpikingNetwork:
                 names[name] = f"{i}.{name}"
                 arrays[f"{i}.{name}"] = np.ascontiguousarray(arr)
             specs.append({"kind": layer.kind, "params": layer.params(), "arrays": names})
-        header = {"format": FORMAT, "version": VERSION, "layers": specs,
-                  "metadata": self.metadata}
+        header: dict[str, Any] = {"format": FORMAT, "version": CHAIN_VERSION,
+                                  "layers": specs, "metadata": self.metadata}
+        if self.inputs is not None:
+            header["version"] = VERSION
+            header["inputs"] = [list(src) for src in self.inputs]
         try:
             header["sha256"] = _digest(header, arrays)
         except TypeError as exc:
@@ -231,6 +307,7 @@ class SpikingNetwork:
                     IndexError, RecursionError) as exc:
                 raise fail(f"invalid layer {i} ({spec['kind']}): {type(exc).__name__}: {exc}"
                            ) from exc
+        inputs = header.get("inputs")
         metadata = header.get("metadata", {})
         if not isinstance(metadata, dict):
             raise fail(f"metadata must be a JSON object, got {type(metadata).__name__}")
@@ -240,7 +317,10 @@ class SpikingNetwork:
                 and all(type(s) is int and 0 < s < 2**31 for s in shape)):
             raise fail(f"metadata input_shape must be a list of 1 to 8 positive integers, "
                        f"got {str(shape)[:80]}")
-        return cls(layers, metadata)
+        try:
+            return cls(layers, metadata, None if inputs is None else [tuple(s) for s in inputs])
+        except (TypeError, ValueError) as exc:
+            raise fail(f"invalid graph: {exc}") from exc
 
 
 def _check_end_record(fh: Any, size: int, fail: Callable[[str], NetworkFileError]) -> None:
@@ -325,12 +405,14 @@ def _parse_header(raw: np.ndarray, fail: Callable[[str], NetworkFileError]
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         found = header.get("format") if isinstance(header, dict) else None
         raise fail(f"wrong format {found!r}; expected {FORMAT!r}")
-    if header.get("version") != VERSION:
-        raise fail(f"unsupported format version {header.get('version')!r}; "
-                   f"this whetstone reads version {VERSION}")
+    version = header.get("version")
+    if type(version) is not int or version not in VERSIONS:
+        raise fail(f"unsupported format version {version!r}; this whetstone reads versions "
+                   f"{', '.join(map(str, VERSIONS))}")
     layers = header.get("layers")
     if not isinstance(layers, list):
         raise fail(f"corrupted header: 'layers' is {type(layers).__name__}, not a list")
+    _check_header_inputs(header, version, len(layers), fail)
     keys: list[str] = []
     for i, spec in enumerate(layers):
         if not isinstance(spec, dict) or set(spec) != {"kind", "params", "arrays"}:
@@ -346,6 +428,62 @@ def _parse_header(raw: np.ndarray, fail: Callable[[str], NetworkFileError]
             raise fail(f"layer {i} ({kind}): arrays {spec['arrays']!r}, expected {want!r}")
         keys += want.values()
     return header, keys
+
+
+def _check_header_inputs(header: dict[str, Any], version: int, count: int,
+                         fail: Callable[[str], NetworkFileError]) -> None:
+    """Version 1 has no ``inputs``; version 2 has one list of at most :data:`MAX_SOURCES`
+    integers ``-1 <= s < i`` per layer ``i`` (checked here, before anything is built; the
+    arities are checked by :class:`SpikingNetwork`)."""
+    inputs = header.get("inputs")
+    if version == 1:
+        if "inputs" in header:
+            raise fail("a version 1 header has no 'inputs' (graphs are version 2)")
+        return
+    if not isinstance(inputs, list) or len(inputs) != count:
+        raise fail(f"a version 2 header needs 'inputs', one list of sources per layer "
+                   f"({count}), got {str(inputs)[:80]}")
+    for i, src in enumerate(inputs):
+        if not isinstance(src, list) or not 0 < len(src) <= MAX_SOURCES or not all(
+                type(s) is int and INPUT <= s < i for s in src):
+            raise fail(f"layer {i}: inputs must be 1 to {MAX_SOURCES} indices of earlier "
+                       f"layers or -1 (the network input), got {str(src)[:80]}")
+
+
+def _checked_sources(layers: list[Primitive], inputs: Iterable[Iterable[int]] | None
+                     ) -> list[tuple[int, ...]] | None:
+    """``inputs`` as a list of tuples after the checks of :class:`SpikingNetwork`, or
+    ``None`` when they describe a chain."""
+    if inputs is None:
+        for i, layer in enumerate(layers):
+            if layer.arity != 1:
+                raise ValueError(f"layer {i} ({layer.kind}) takes two or more inputs; a chain "
+                                 "gives each layer one, so pass inputs= (a graph)")
+        return None
+    sources = [tuple(src) for src in inputs]
+    if len(sources) != len(layers):
+        raise ValueError(f"inputs has {len(sources)} entries for {len(layers)} layers")
+    read = set()
+    for i, (layer, src) in enumerate(zip(layers, sources, strict=True)):
+        where = f"layer {i} ({layer.kind})"
+        if not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in src):
+            raise TypeError(f"{where}: sources must be ints, got {src!r}")
+        if not all(INPUT <= s < i for s in src):
+            raise ValueError(f"{where}: sources {src} must be earlier layers (0 to {i - 1}) or "
+                             "-1 (the network input)")
+        if layer.arity is None and len(src) < 2:
+            raise ValueError(f"{where} takes two or more inputs, got sources {src}")
+        if layer.arity is not None and len(src) != layer.arity:
+            raise ValueError(f"{where} takes {layer.arity} input(s), got sources {src}")
+        read.update(src)
+    unread = [i for i in range(len(layers) - 1) if i not in read]
+    if unread:
+        raise ValueError(f"the outputs of layers {unread} are never read (the network's "
+                         "output is its last layer; remove unused layers)")
+    sources = [tuple(int(s) for s in src) for src in sources]
+    if all(src == (i - 1,) for i, src in enumerate(sources)):
+        return None
+    return sources
 
 
 def _read_npy(zf: zipfile.ZipFile, info: zipfile.ZipInfo,

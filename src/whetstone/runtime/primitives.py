@@ -5,6 +5,11 @@ Shapes exclude the batch (NIR style): an ``Affine`` maps ``(in,)`` to ``(out,)``
 :mod:`whetstone.runtime.simulate`; these classes only hold and check parameters, and turn
 themselves into JSON parameters plus named numpy arrays for :mod:`whetstone.runtime.network`.
 
+Every primitive knows its arity (:attr:`Primitive.arity`: one input, or two and more for
+the merges ``Add`` and ``Concat`` of a graph network) and its batch-free
+:meth:`Primitive.output_shape` for given input shapes (the one place shapes are derived:
+the runtime's checks, NIR export and the SynOp counts use it).
+
 Arrays are stored read-only (a primitive is a value: change it by building a new one).
 Threshold convention: a neuron fires when its input is **greater than or equal to** its
 threshold (``>=``; ties fire), as in training (``1[x >= 0.5]``).
@@ -46,11 +51,41 @@ def _quad(value: Any, name: str) -> tuple[int, int, int, int]:
     return tuple(int(v) for v in quad)  # type: ignore[return-value]
 
 
+def _shape_error(kind: str, expects: str, shapes: tuple[tuple[int, ...], ...]) -> ValueError:
+    got = ", ".join(str(tuple(s)) for s in shapes)
+    return ValueError(f"{kind} expects input {expects}, got {got}")
+
+
+def _conv_size(size: int, pad: int, dilation: int, kernel: int, stride: int) -> int:
+    """``(size + pad - dilation (kernel - 1) - 1) // stride + 1``: one output axis."""
+    return (size + pad - dilation * (kernel - 1) - 1) // stride + 1
+
+
 class Primitive:
-    """Base of the primitives: serialisation to JSON parameters and named arrays."""
+    """Base of the primitives: arity, shapes, and serialisation to JSON parameters and
+    named arrays."""
 
     kind: ClassVar[str] = ""
     _arrays: ClassVar[tuple[str, ...]] = ()
+    arity: ClassVar[int | None] = 1
+    """Number of inputs: ``1``, or ``None`` for two or more (``Add``, ``Concat``)."""
+
+    def output_shape(self, *input_shapes: tuple[int, ...]) -> tuple[int, ...]:
+        """Batch-free output shape for the batch-free ``input_shapes`` (one per input).
+
+        Raises:
+            ValueError: the number of inputs or a shape does not fit (the message names the
+                primitive, what it expects and what it got).
+        """
+        shapes = tuple(tuple(int(d) for d in s) for s in input_shapes)
+        if self.arity is None and len(shapes) < 2:
+            raise ValueError(f"{self.kind} takes two or more inputs, got {len(shapes)}")
+        if self.arity is not None and len(shapes) != self.arity:
+            raise ValueError(f"{self.kind} takes {self.arity} input(s), got {len(shapes)}")
+        return self._output_shape(shapes)
+
+    def _output_shape(self, shapes: tuple[tuple[int, ...], ...]) -> tuple[int, ...]:
+        return shapes[0]
 
     def params(self) -> dict[str, Any]:
         """The non-array fields as JSON values (tuples become lists)."""
@@ -90,6 +125,17 @@ class Affine(Primitive):
             raise ValueError(f"Affine.bias must have shape ({w.shape[0]},), got {b.shape}")
         object.__setattr__(self, "weight", w)
         object.__setattr__(self, "bias", b)
+
+    def _output_shape(self, shapes: tuple[tuple[int, ...], ...]) -> tuple[int, ...]:
+        return _dense_shape(self.kind, self.weight, shapes)
+
+
+def _dense_shape(kind: str, weight: np.ndarray, shapes: tuple[tuple[int, ...], ...]
+                 ) -> tuple[int, ...]:
+    """``(in,) -> (out,)`` for a weight ``(out, in)``."""
+    if shapes[0] != (weight.shape[1],):
+        raise _shape_error(kind, f"({weight.shape[1]},)", shapes)
+    return (int(weight.shape[0]),)
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,6 +179,20 @@ class Conv2d(Primitive):
     def in_channels(self) -> int:
         return int(self.weight.shape[1]) * self.groups
 
+    def _output_shape(self, shapes: tuple[tuple[int, ...], ...]) -> tuple[int, ...]:
+        shape = shapes[0]
+        if len(shape) != 3 or shape[0] != self.in_channels:
+            raise _shape_error(self.kind, f"({self.in_channels}, H, W)", shapes)
+        kh, kw = self.weight.shape[2:]
+        top, bottom, left, right = self.padding
+        out = (int(self.weight.shape[0]),
+               _conv_size(shape[1], top + bottom, self.dilation[0], kh, self.stride[0]),
+               _conv_size(shape[2], left + right, self.dilation[1], kw, self.stride[1]))
+        if min(out) < 1:
+            raise _shape_error(self.kind, f"(C, H, W) at least as large as the window "
+                               f"{(kh, kw)} (padded, dilated)", shapes)
+        return out
+
 
 @dataclass(frozen=True, eq=False)
 class SumPool2d(Primitive):
@@ -160,6 +220,18 @@ class SumPool2d(Primitive):
             raise ValueError(f"SumPool2d.scale must be positive and finite, got {self.scale}")
         object.__setattr__(self, "scale", scale)
 
+    def _output_shape(self, shapes: tuple[tuple[int, ...], ...]) -> tuple[int, ...]:
+        shape = shapes[0]
+        top, bottom, left, right = self.padding
+        if len(shape) != 3:
+            raise _shape_error(self.kind, "(C, H, W)", shapes)
+        out = (shape[0], _conv_size(shape[1], top + bottom, 1, self.kernel[0], self.stride[0]),
+               _conv_size(shape[2], left + right, 1, self.kernel[1], self.stride[1]))
+        if min(out) < 1:
+            raise _shape_error(self.kind, f"(C, H, W) at least as large as the window "
+                               f"{self.kernel} (padded)", shapes)
+        return out
+
 
 @dataclass(frozen=True, eq=False)
 class Flatten(Primitive):
@@ -167,6 +239,9 @@ class Flatten(Primitive):
     C order, i.e. the order of ``torch.nn.Flatten()`` on ``(N, C, H, W)``."""
 
     kind: ClassVar[str] = "Flatten"
+
+    def _output_shape(self, shapes: tuple[tuple[int, ...], ...]) -> tuple[int, ...]:
+        return (int(np.prod(shapes[0], dtype=np.int64)),)
 
 
 MAX_UPSAMPLE = 64
@@ -194,6 +269,12 @@ class Upsample2d(Primitive):
                              "file declaring a huge scale would exhaust memory when run)")
         object.__setattr__(self, "scale", scale)
 
+    def _output_shape(self, shapes: tuple[tuple[int, ...], ...]) -> tuple[int, ...]:
+        shape = shapes[0]
+        if len(shape) != 3:
+            raise _shape_error(self.kind, "(C, H, W)", shapes)
+        return (shape[0], shape[1] * self.scale[0], shape[2] * self.scale[1])
+
 
 @dataclass(frozen=True, eq=False)
 class Unflatten(Primitive):
@@ -211,6 +292,12 @@ class Unflatten(Primitive):
                              f"{self.sizes!r}")
         object.__setattr__(self, "sizes", tuple(int(v) for v in sizes))
 
+    def _output_shape(self, shapes: tuple[tuple[int, ...], ...]) -> tuple[int, ...]:
+        shape, want = shapes[0], int(np.prod(self.sizes, dtype=np.int64))
+        if not shape or shape[0] != want:
+            raise _shape_error(f"Unflatten{self.sizes}", f"({want}, ...)", shapes)
+        return (*self.sizes, *shape[1:])
+
 
 @dataclass(frozen=True, eq=False)
 class Threshold(Primitive):
@@ -226,6 +313,17 @@ class Threshold(Primitive):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "theta", _frozen_array(self.theta, "Threshold.theta"))
+
+    def _output_shape(self, shapes: tuple[tuple[int, ...], ...]) -> tuple[int, ...]:
+        shape = shapes[0]
+        try:
+            fits = np.broadcast_shapes(self.theta.shape, shape) == shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise _shape_error(self.kind, f"a shape theta {self.theta.shape} broadcasts to",
+                               shapes)
+        return shape
 
 
 @dataclass(frozen=True, eq=False)
@@ -248,6 +346,9 @@ class Decode(Primitive):
             raise ValueError("Decode.key must hold only zeros and ones")
         object.__setattr__(self, "key", key)
 
+    def _output_shape(self, shapes: tuple[tuple[int, ...], ...]) -> tuple[int, ...]:
+        return _dense_shape(self.kind, self.key, shapes)
+
     @property
     def weight(self) -> np.ndarray:
         """``4K - 2``, ``(C, W)``."""
@@ -259,8 +360,46 @@ class Decode(Primitive):
         return -(2.0 * self.key - 1.0).sum(axis=1)
 
 
+@dataclass(frozen=True, eq=False)
+class Add(Primitive):
+    """Elementwise sum of two or more inputs of equal shape: ``y = x_1 + x_2 + ... + x_k``
+    (summed left to right, as torch's ``a + b + c``).
+
+    Over spikes the sum is a real value (a count of inputs that fired): an ``Add`` feeds the
+    next ``Threshold`` its input as a sum, e.g. a residual ``Threshold(theta)(Add(a, b))``
+    is torch's ``act(a + b)``. Inputs ``(...)`` each, output the same shape.
+    """
+
+    kind: ClassVar[str] = "Add"
+    arity: ClassVar[int | None] = None
+
+    def _output_shape(self, shapes: tuple[tuple[int, ...], ...]) -> tuple[int, ...]:
+        if any(s != shapes[0] for s in shapes):
+            raise _shape_error(self.kind, "shapes that are all equal", shapes)
+        return shapes[0]
+
+
+@dataclass(frozen=True, eq=False)
+class Concat(Primitive):
+    """Concatenation of two or more inputs along the first batch-free axis (channels of
+    ``(C, H, W)``, features of ``(D,)``): ``y = [x_1; x_2; ...; x_k]``, i.e. ``torch.cat(xs,
+    dim=1)`` on batches. Inputs ``(C_k, ...)`` with equal trailing axes, output
+    ``(sum_k C_k, ...)``. It only moves values: spikes stay spikes.
+    """
+
+    kind: ClassVar[str] = "Concat"
+    arity: ClassVar[int | None] = None
+
+    def _output_shape(self, shapes: tuple[tuple[int, ...], ...]) -> tuple[int, ...]:
+        first = shapes[0]
+        if not first or any(len(s) != len(first) or s[1:] != first[1:] for s in shapes):
+            raise _shape_error(self.kind, "shapes (C_k, ...) that agree after the first axis",
+                               shapes)
+        return (sum(s[0] for s in shapes), *first[1:])
+
+
 PRIMITIVES: dict[str, type[Primitive]] = {
     cls.kind: cls for cls in (Affine, Conv2d, SumPool2d, Flatten, Threshold, Decode, Upsample2d,
-                               Unflatten)
+                               Unflatten, Add, Concat)
 }
 """Every primitive class by its ``kind`` (the name written to files)."""

@@ -1,6 +1,15 @@
 """Run a :class:`~whetstone.runtime.network.SpikingNetwork` on a numpy batch (numpy only).
 
-One time step, no state: each primitive maps the whole batch ``(N, ...)`` to the next.
+One time step, no state: each primitive maps the whole batch ``(N, ...)`` of its inputs to
+its output. A graph is evaluated in its layers' (topological) order, and each value is
+freed after its last reader ran (:func:`walk`).
+
+Kernels. :data:`KERNELS` maps each primitive type to its kernel, ``kernel(layer, inputs,
+ctx) -> output``: ``inputs`` the batches of the layer's sources, ``ctx`` the
+:class:`Context` (dtype, affine path). A bool array is a spike map: kernels that compute
+real values return ``ctx.dtype``; shape-only kernels and ``Concat`` keep the dtype (spikes
+stay bool); ``Threshold`` returns bool. Add a primitive's kernel with
+:func:`register_kernel`.
 
 Arithmetic precision. Everything is computed in float64 by default (``dtype`` selects
 float32). The torch model runs in float32 and, when it has BatchNorm, computes
@@ -50,15 +59,18 @@ group, over chunks of the batch to bound memory.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .network import SpikingNetwork
+from .network import INPUT, SpikingNetwork
 from .primitives import (
+    Add,
     Affine,
+    Concat,
     Conv2d,
     Decode,
     Flatten,
@@ -82,35 +94,45 @@ _IM2COL_BYTES = 32 * 2**20  # bound on the im2col matrix of one chunk
 
 BinaryAffine = Literal["auto", "gather", "matmul"]
 
-_cache: weakref.WeakKeyDictionary[Primitive, dict[str, np.ndarray]] = (
+_cache: weakref.WeakKeyDictionary[Primitive, dict[str, tuple[np.ndarray, ...]]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _prepared(layer: Primitive, dtype: np.dtype) -> dict[str, np.ndarray]:
-    """The layer's arrays cast to ``dtype`` in the layout the kernels use (cached)."""
+def _prepared(layer: Primitive, dtype: np.dtype,
+              make: Callable[[np.dtype], tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+    """``make(dtype)``: the layer's arrays cast to ``dtype`` in the layout its kernel uses,
+    computed once per layer and dtype (cached while the layer lives)."""
     per_layer = _cache.setdefault(layer, {})
     key = np.dtype(dtype).str
-    if key + "w" not in per_layer:
-        if isinstance(layer, (Affine, Decode)):
-            per_layer[key + "w"] = np.ascontiguousarray(layer.weight.T, dtype=dtype)  # (in, out)
-            per_layer[key + "b"] = np.asarray(layer.bias, dtype=dtype)
-        elif isinstance(layer, Conv2d):
-            cout, cg, kh, kw = layer.weight.shape
-            g = layer.groups
-            w = layer.weight.reshape(g, cout // g, cg * kh * kw).transpose(0, 2, 1)
-            per_layer[key + "w"] = np.ascontiguousarray(w, dtype=dtype)  # (G, Cg*kh*kw, Cout/G)
-            per_layer[key + "b"] = np.asarray(layer.bias, dtype=dtype)
-        elif isinstance(layer, Threshold):
-            per_layer[key + "w"] = np.asarray(layer.theta, dtype=dtype)
-    return per_layer | {"w": per_layer[key + "w"], "b": per_layer.get(key + "b")}
+    if key not in per_layer:
+        per_layer[key] = make(np.dtype(dtype))
+    return per_layer[key]
+
+
+def _affine_arrays(layer: Affine | Decode, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """``W^T`` ``(in, out)`` and ``b`` ``(out,)`` in ``dtype`` (cached)."""
+    wt, b = _prepared(layer, dtype, lambda d: (
+        np.ascontiguousarray(layer.weight.T, dtype=d), np.asarray(layer.bias, dtype=d)))
+    return wt, b
+
+
+def _conv_arrays(layer: Conv2d, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The weight as ``(G, Cg kh kw, Cout / G)`` and ``b`` ``(Cout,)`` in ``dtype`` (cached)."""
+    def make(d: np.dtype) -> tuple[np.ndarray, ...]:
+        cout, cg, kh, kw = layer.weight.shape
+        g = layer.groups
+        w = layer.weight.reshape(g, cout // g, cg * kh * kw).transpose(0, 2, 1)
+        return np.ascontiguousarray(w, dtype=d), np.asarray(layer.bias, dtype=d)
+
+    w, b = _prepared(layer, dtype, make)
+    return w, b
 
 
 def affine(layer: Affine | Decode, x: np.ndarray, binary: bool, dtype: np.dtype,
            method: BinaryAffine = "auto") -> np.ndarray:
     """``y = x W^T + b``: ``(N, in) -> (N, out)``. Binary ``x`` may use the gather path."""
-    p = _prepared(layer, dtype)
-    wt, b = p["w"], p["b"]
+    wt, b = _affine_arrays(layer, dtype)
     if x.ndim != 2 or x.shape[1] != wt.shape[0]:
         raise ValueError(f"expects inputs of shape (N, {wt.shape[0]}), got {x.shape}")
     gather = binary and (method == "gather" or (
@@ -143,8 +165,7 @@ def conv2d(layer: Conv2d, x: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """im2col convolution: ``(N, Cin, H, W) -> (N, Cout, H', W')`` (see :class:`Conv2d`)."""
     if x.ndim != 4 or x.shape[1] != layer.in_channels:
         raise ValueError(f"expects inputs of shape (N, {layer.in_channels}, H, W), got {x.shape}")
-    p = _prepared(layer, dtype)
-    w, b = p["w"], p["b"]  # (G, K, Cout/G), (Cout,)
+    w, b = _conv_arrays(layer, dtype)  # (G, K, Cout/G), (Cout,)
     g, k, _ = w.shape
     kh, kw = layer.weight.shape[2:]
     x = x.astype(dtype, copy=False)
@@ -190,6 +211,144 @@ def unflatten(layer: Unflatten, x: np.ndarray) -> np.ndarray:
     return x.reshape(len(x), *layer.sizes, *x.shape[2:])
 
 
+@dataclass(frozen=True)
+class Context:
+    """What every kernel gets besides its layer and inputs: the ``dtype`` of real values and
+    the path of affine layers over spikes (``"auto"``, ``"gather"``, ``"matmul"``)."""
+
+    dtype: np.dtype
+    binary_affine: BinaryAffine = "auto"
+
+
+Kernel = Callable[[Primitive, Sequence[np.ndarray], Context], np.ndarray]
+"""``kernel(layer, inputs, ctx) -> output``: one batch ``(N, ...)`` per source in
+``inputs``, the output batch ``(N, ...)`` (see the module doc for dtypes)."""
+
+KERNELS: dict[type[Primitive], Kernel] = {}
+"""Primitive type -> its kernel; fill with :func:`register_kernel`."""
+
+_K = TypeVar("_K", bound=Callable[..., np.ndarray])
+
+
+def register_kernel(*primitive_types: type[Primitive]) -> Callable[[_K], _K]:
+    """Decorator: register the function as the kernel of ``primitive_types`` (replacing any
+    earlier entry for exactly those types)."""
+    if not primitive_types or not all(isinstance(t, type) and issubclass(t, Primitive)
+                                      for t in primitive_types):
+        raise TypeError("register_kernel takes one or more Primitive subclasses")
+
+    def decorate(fn: _K) -> _K:
+        for primitive_type in primitive_types:
+            KERNELS[primitive_type] = fn
+        return fn
+
+    return decorate
+
+
+@register_kernel(Affine, Decode)
+def _affine_kernel(layer: Affine | Decode, xs: Sequence[np.ndarray], ctx: Context
+                   ) -> np.ndarray:
+    x = xs[0]
+    return affine(layer, x, x.dtype == np.bool_, ctx.dtype, ctx.binary_affine)
+
+
+@register_kernel(Conv2d)
+def _conv_kernel(layer: Conv2d, xs: Sequence[np.ndarray], ctx: Context) -> np.ndarray:
+    return conv2d(layer, xs[0], ctx.dtype)
+
+
+@register_kernel(SumPool2d)
+def _pool_kernel(layer: SumPool2d, xs: Sequence[np.ndarray], ctx: Context) -> np.ndarray:
+    return sum_pool2d(layer, xs[0], ctx.dtype)
+
+
+@register_kernel(Flatten)
+def _flatten_kernel(layer: Flatten, xs: Sequence[np.ndarray], ctx: Context) -> np.ndarray:
+    """``(N, ...) -> (N, prod(...))``, C order."""
+    return xs[0].reshape(len(xs[0]), -1)
+
+
+@register_kernel(Unflatten)
+def _unflatten_kernel(layer: Unflatten, xs: Sequence[np.ndarray], ctx: Context
+                      ) -> np.ndarray:
+    return unflatten(layer, xs[0])
+
+
+@register_kernel(Upsample2d)
+def _upsample_kernel(layer: Upsample2d, xs: Sequence[np.ndarray], ctx: Context
+                     ) -> np.ndarray:
+    return upsample2d(layer, xs[0])
+
+
+@register_kernel(Threshold)
+def _threshold_kernel(layer: Threshold, xs: Sequence[np.ndarray], ctx: Context
+                      ) -> np.ndarray:
+    """``z = 1[x >= theta]`` as bool."""
+    (theta,) = _prepared(layer, ctx.dtype, lambda d: (np.asarray(layer.theta, dtype=d),))
+    return xs[0] >= theta
+
+
+@register_kernel(Add)
+def _add_kernel(layer: Add, xs: Sequence[np.ndarray], ctx: Context) -> np.ndarray:
+    """``x_1 + x_2 + ...`` in ``ctx.dtype``, left to right (spikes count as 0.0 / 1.0)."""
+    if any(x.shape != xs[0].shape for x in xs):
+        raise ValueError(f"Add expects inputs of equal shape, got "
+                         f"{', '.join(str(x.shape) for x in xs)}")
+    out = xs[0].astype(ctx.dtype, copy=True)
+    for x in xs[1:]:
+        out += x
+    return out
+
+
+@register_kernel(Concat)
+def _concat_kernel(layer: Concat, xs: Sequence[np.ndarray], ctx: Context) -> np.ndarray:
+    """``[x_1; x_2; ...]`` along axis 1 (bool when every input is spikes, else ``dtype``)."""
+    if any(x.ndim != xs[0].ndim or x.ndim < 2 or x.shape[2:] != xs[0].shape[2:] for x in xs):
+        raise ValueError(f"Concat expects inputs (N, C_k, ...) that agree after axis 1, got "
+                         f"{', '.join(str(x.shape) for x in xs)}")
+    if all(x.dtype == np.bool_ for x in xs):
+        return np.concatenate(xs, axis=1)
+    return np.concatenate([x.astype(ctx.dtype, copy=False) for x in xs], axis=1)
+
+
+def kernel_for(layer: Primitive) -> Kernel:
+    """The kernel of ``layer``'s type (or of its nearest registered base class)."""
+    for cls in type(layer).__mro__:
+        fn = KERNELS.get(cls)
+        if fn is not None:
+            return fn
+    raise TypeError(f"no kernel registered for primitive {type(layer).__name__} "
+                    "(register_kernel adds one)")
+
+
+def walk(net: SpikingNetwork, x: np.ndarray, ctx: Context
+         ) -> Iterator[tuple[int, list[np.ndarray], np.ndarray]]:
+    """Evaluate ``net`` on one batch ``x`` ``(N, ...)``, yielding ``(i, inputs, output)``
+    for every layer in order. Each value is dropped once its last reader has run (the
+    yielded arrays stay valid for the caller).
+
+    Raises:
+        ValueError: a layer cannot take its inputs (the message names the layer).
+    """
+    last_read = {INPUT: -1}
+    for i in range(len(net.layers)):
+        for j in net.sources(i):
+            last_read[j] = i
+    values: dict[int, np.ndarray] = {INPUT: x}
+    for i, layer in enumerate(net.layers):
+        sources = net.sources(i)
+        inputs = [values[j] for j in sources]
+        try:
+            out = kernel_for(layer)(layer, inputs, ctx)
+        except ValueError as exc:
+            raise ValueError(f"layer {i} ({layer.kind}): {exc}") from exc
+        for j in set(sources):
+            if last_read[j] == i:
+                del values[j]
+        values[i] = out
+        yield i, inputs, out
+
+
 def run(
     net: SpikingNetwork,
     x: np.ndarray,
@@ -199,19 +358,20 @@ def run(
     binary_affine: BinaryAffine = "auto",
     progress: Progress | None = None,
 ) -> np.ndarray | tuple[np.ndarray, list[np.ndarray]]:
-    """Apply the network to the batch ``x`` ``(N, ...)``.
+    """Apply the network (a chain or a graph) to the batch ``x`` ``(N, ...)``.
 
     Returns the last primitive's output as ``dtype``: the values of the network's readout
     (:attr:`~whetstone.runtime.SpikingNetwork.readout`): decode logits ``(N, C)``, the real
     values of an affine ``(N, out)`` or convolutional ``(N, C, H, W)`` readout, or the final
     spikes as 0.0 / 1.0; and with ``record=True`` also the spikes of every
-    :class:`Threshold` in order, each a bool array ``(N, ...)`` (True where the neuron fired).
-    ``batch_size`` bounds the samples processed at once (memory); ``binary_affine`` forces
-    the gather or matmul path for affine layers over spikes (results are identical in float64).
-    ``progress`` (a :class:`whetstone.progress.Progress`) shows a bar over the batches.
+    :class:`Threshold` in layer order, each a bool array ``(N, ...)`` (True where the neuron
+    fired). ``batch_size`` bounds the samples processed at once (memory); ``binary_affine``
+    forces the gather or matmul path for affine layers over spikes (results are identical in
+    float64). ``progress`` (a :class:`whetstone.progress.Progress`) shows a bar over the
+    batches.
     """
     x = np.asarray(x)
-    dtype = np.dtype(dtype)
+    ctx = Context(np.dtype(dtype), binary_affine)
     if x.ndim < 1:
         raise ValueError("x must be a batch (N, ...)")
     outs: list[np.ndarray] = []
@@ -220,7 +380,7 @@ def run(
     if progress is not None:
         starts = progress.iterate(starts, desc="spiking network (numpy)", unit="batch")
     for start in starts:
-        out, rec = _run_batch(net, x[start:start + batch_size], record, dtype, binary_affine)
+        out, rec = _run_batch(net, x[start:start + batch_size], record, ctx)
         outs.append(out)
         spikes.append(rec)
     out = np.concatenate(outs) if len(outs) > 1 else outs[0]
@@ -229,33 +389,14 @@ def run(
     return out, [np.concatenate(layer) for layer in zip(*spikes, strict=True)]
 
 
-def _run_batch(net: SpikingNetwork, x: np.ndarray, record: bool, dtype: np.dtype,
-               method: BinaryAffine) -> tuple[np.ndarray, list[np.ndarray]]:
+def _run_batch(net: SpikingNetwork, x: np.ndarray, record: bool, ctx: Context
+               ) -> tuple[np.ndarray, list[np.ndarray]]:
     recorded: list[np.ndarray] = []
-    binary = x.dtype == np.bool_
-    for i, layer in enumerate(net.layers):
-        try:
-            if isinstance(layer, (Affine, Decode)):
-                x, binary = affine(layer, x, binary, dtype, method), False
-            elif isinstance(layer, Conv2d):
-                x, binary = conv2d(layer, x, dtype), False
-            elif isinstance(layer, SumPool2d):
-                x, binary = sum_pool2d(layer, x, dtype), False
-            elif isinstance(layer, Flatten):
-                x = x.reshape(len(x), -1)
-            elif isinstance(layer, Unflatten):
-                x = unflatten(layer, x)
-            elif isinstance(layer, Upsample2d):
-                x = upsample2d(layer, x)
-            elif isinstance(layer, Threshold):
-                x, binary = x >= _prepared(layer, dtype)["w"], True
-                if record:
-                    recorded.append(x)
-            else:  # pragma: no cover - SpikingNetwork only admits known primitives
-                raise TypeError(f"unknown primitive {type(layer).__name__}")
-        except ValueError as exc:
-            raise ValueError(f"layer {i} ({layer.kind}): {exc}") from exc
-    return x.astype(dtype, copy=False), recorded
+    out = x
+    for i, _, out in walk(net, x, ctx):
+        if record and isinstance(net.layers[i], Threshold):
+            recorded.append(out)
+    return out.astype(ctx.dtype, copy=False), recorded
 
 
 def predict(net: SpikingNetwork, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
