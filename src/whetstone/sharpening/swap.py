@@ -31,8 +31,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..nn.activations import SpikingBReLU
+from ..nn.activations import Sharpenable, SpikingBReLU
 from ..nn.decode import SoftmaxDecode, key_generator
+from ..nn.surrogate import Surrogate
 from .calibration import (
     DEFAULT_PERCENTILE,
     SharpenError,
@@ -187,6 +188,7 @@ def sharpen(
     max_batches: int | None = None,
     seed: int = 0,
     overlapping: bool = True,
+    surrogate: Surrogate | None = None,
     inplace: bool = False,
 ) -> nn.Module:
     """A sharpenable Whetstone network from a trained ReLU network (at sharpness 0).
@@ -211,6 +213,9 @@ def sharpen(
         max_batches: use at most this many calibration batches.
         seed: the head's key and initial weights; the calibration's subsampling.
         overlapping: whether the head's class codes may share neurons.
+        surrogate: the backward strategy at sharpness 1 of every swapped activation and of
+            the head's (e.g. :class:`~whetstone.nn.StraightThrough`, so fine-tuning keeps
+            learning below fully sharpened layers); ``None`` keeps the true, zero gradient.
         inplace: modify ``model`` itself.
 
     Returns:
@@ -246,8 +251,12 @@ def sharpen(
         scales = dict.fromkeys(names, 1.0)
     swap_activations(net, names)
     apply_scales(net, sites, scales)
-    if head is not None:
-        head.replace(net)
+    head_name = head.replace(net) if head is not None else ""
+    if surrogate is not None:
+        for name in [*names, *([f"{head_name}.1"] if head is not None else [])]:
+            layer = net.get_submodule(name)
+            if isinstance(layer, Sharpenable):
+                layer.surrogate = surrogate
     was_training = net.training
     net.eval()
     with torch.no_grad():
