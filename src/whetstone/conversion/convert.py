@@ -1,8 +1,11 @@
-"""``to_spiking``: a fully sharpened ``nn.Sequential`` to a :class:`SpikingNetwork`.
+"""``to_spiking``: a fully sharpened model to a :class:`SpikingNetwork`.
 
-The walk goes through the (nested) Sequential in order and maps each module with the
-converter registered for its type (:mod:`.registry`, filled by :mod:`.layers`; users add
-types with :func:`~whetstone.conversion.register_converter`):
+An ``nn.Sequential`` is walked in order (nested Sequentials flattened) and becomes a chain.
+Any other model is traced with ``torch.fx`` and becomes a graph (residual sums,
+concatenations: :mod:`.graph`; its functions and tensor methods: :mod:`.functions`); that
+needs an example input (for the shapes). Each module converts with the converter registered
+for its type (:mod:`.registry`, filled by :mod:`.layers`; users add types with
+:func:`~whetstone.conversion.register_converter`):
 
 ============================  ==========================================================
 torch module                  runtime primitives
@@ -21,6 +24,10 @@ sharpenable activation        ``Threshold(theta)``: 0.5 for SpikingBReLU, 0 for
                               ``mode="nearest"`` or ``"nearest-exact"`` (the same map for
                               integer factors: ``floor((i + 1/2) / s) = floor(i / s)``);
                               also ``UpsamplingNearest2d``. Exact: it copies values
+``AdaptiveAvgPool2d``         ``SumPool2d`` over fixed windows ``(H / oh, W / ow)``,
+                              ``scale = 1 / (kh kw)`` (the map must divide evenly; needs
+                              the input shape, from ``example_input``).
+                              ``AdaptiveAvgPool2d(1)`` is global average pooling
 ``Dropout``, ``Identity``     nothing (identity in eval)
 ``SoftmaxDecode``             ``Decode(key)``
 ============================  ==========================================================
@@ -49,7 +56,9 @@ from .. import __version__
 from ..runtime import SpikingNetwork
 from ..runtime import run as run_network
 from ..sharpening.allocation import sharpenable_layers
+from . import functions as _functions  # noqa: F401 - registers the function converters
 from . import layers as _layers  # noqa: F401 - registers the converters of torch's modules
+from .graph import convert_traced
 from .registry import ConversionError, ConversionState, converter_for
 
 
@@ -81,43 +90,57 @@ def _check_sharp(model: nn.Module, force: bool) -> list[float]:
 
 def to_spiking(model: nn.Module, example_input: Tensor | np.ndarray | None = None,
                force: bool = False) -> SpikingNetwork:
-    """Convert a fully sharpened ``nn.Sequential`` into a :class:`SpikingNetwork`.
+    """Convert a fully sharpened model into a :class:`SpikingNetwork`.
 
     Args:
         model: an ``nn.Sequential`` (nested Sequentials allowed) of the modules in the table
-            of :mod:`whetstone.conversion.convert`; BatchNorm layers must be in eval mode.
-        example_input: optional batch ``(N, ...)`` the model takes (its values are not used
-            beyond one sample, which runs through the converted network to check that the
-            shape fits). Its batch-free shape is recorded as ``metadata["input_shape"]``
-            (:attr:`SpikingNetwork.input_shape`), so NIR export and the cost counts need no
-            shape from the user.
+            of :mod:`whetstone.conversion.convert`, which becomes a chain; or any module
+            whose ``forward`` ``torch.fx`` traces (nested modules, residual sums,
+            concatenations, flattening: :mod:`whetstone.conversion.graph`), which becomes a
+            graph. BatchNorm layers must be in eval mode.
+        example_input: a batch ``(N, ...)`` the model takes: optional for an
+            ``nn.Sequential``, required otherwise (the trace needs the shapes). Its values
+            are not used beyond one sample, which runs through the model (shapes) and the
+            converted network (to check that the shape fits). Its batch-free shape is
+            recorded as ``metadata["input_shape"]`` (:attr:`SpikingNetwork.input_shape`), so
+            NIR export and the cost counts need no shape from the user.
         force: convert even when some sharpenable layer is below sharpness 1 (a warning is
             issued; the result is the model at sharpness 1).
 
     Returns:
         The network; ``metadata`` records the source, the threshold convention ``">="``,
-        the per-layer sharpness, for every primitive the module index it came from, and the
-        ``readout`` (``"decode"``, ``"affine"``, ``"conv2d"``, ``"spikes"``, ...; see the
-        module doc).
+        the per-layer sharpness, for every primitive the module (or traced node) it came
+        from, and the ``readout`` (``"decode"``, ``"affine"``, ``"conv2d"``, ``"spikes"``,
+        ...; see the module doc).
 
     Raises:
         ValueError: not fully sharp (without ``force``); an ``example_input`` the network
-            cannot take (its shape is named); an unsupported module (its index and type are
-            named); a BatchNorm not directly after a Linear/Conv2d, in training mode or
-            without running statistics; a MaxPool2d over real values; an Upsample that is not
-            nearest or has no integer scale_factor.
+            cannot take (its shape is named); no ``example_input`` for a model that is not
+            an ``nn.Sequential``; an unsupported module (its index and type are named) or
+            traced node (named); a BatchNorm not directly after a Linear/Conv2d whose output
+            only it reads, in training mode or without running statistics; a MaxPool2d over
+            real values; an Upsample that is not nearest or has no integer scale_factor.
     """
-    if not isinstance(model, nn.Sequential):
-        raise ConversionError(f"to_spiking converts nn.Sequential models, got "
-                              f"{type(model).__name__}")
+    sequential = isinstance(model, nn.Sequential)
+    if not sequential and example_input is None:
+        raise ConversionError(
+            f"to_spiking needs example_input to convert {type(model).__name__}, which is not "
+            "an nn.Sequential: it is traced with torch.fx and the example gives the shapes "
+            "(e.g. to_spiking(model, images[:1]))")
+    shape = None if example_input is None else _example_shape(example_input)
     sharpness = _check_sharp(model, force)
-    state = ConversionState()
-    for name, m in _walk(model):
-        converter = converter_for(m)
-        if converter is None:
-            raise ConversionError(f"{state.where(m, name)}: module type {type(m).__name__} is not "
-                                  "supported by to_spiking (register_converter adds one)")
-        converter(m, state, name)
+    state = ConversionState(input_shape=None if shape is None else shape[1:],
+                            example_shape=shape)
+    if sequential:
+        for name, m in _walk(model):
+            converter = converter_for(m)
+            if converter is None:
+                raise ConversionError(f"{state.where(m, name)}: module type "
+                                      f"{type(m).__name__} is not supported by to_spiking "
+                                      "(register_converter adds one)")
+            converter(m, state, name)
+    else:
+        convert_traced(model, example_input, state)
     metadata = {
         "source": "whetstone.conversion.to_spiking",
         "whetstone_version": __version__,
@@ -126,16 +149,16 @@ def to_spiking(model: nn.Module, example_input: Tensor | np.ndarray | None = Non
         "forced": bool(force and any(s < 1.0 for s in sharpness)),
         "origin": state.origin,
     }
-    net = SpikingNetwork(state.layers, metadata)
+    net = SpikingNetwork(state.layers, metadata, None if sequential else state.inputs)
     net.metadata["readout"] = net.readout
-    if example_input is not None:
-        net.metadata["input_shape"] = _checked_input_shape(net, example_input)
+    if shape is not None:
+        _check_runs(net, shape)
+        net.metadata["input_shape"] = list(shape[1:])
     return net
 
 
-def _checked_input_shape(net: SpikingNetwork, example: Tensor | np.ndarray) -> list[int]:
-    """The batch-free shape of ``example`` (a batch ``(N, ...)``), after one of its samples ran
-    through ``net``; ``ConversionError`` naming the shape when the network cannot take it."""
+def _example_shape(example: Tensor | np.ndarray) -> tuple[int, ...]:
+    """The shape ``(N, ...)`` of ``example``; ``ConversionError`` when it is not a batch."""
     if isinstance(example, bool) or not hasattr(example, "shape"):
         raise ConversionError(f"example_input must be a batch (a tensor or array of shape "
                               f"(N, ...)), got {type(example).__name__}")
@@ -143,10 +166,15 @@ def _checked_input_shape(net: SpikingNetwork, example: Tensor | np.ndarray) -> l
     if len(shape) < 2 or shape[0] < 1:
         raise ConversionError(f"example_input must be a batch of shape (N, ...) with N >= 1, "
                               f"got shape {shape}")
+    return shape
+
+
+def _check_runs(net: SpikingNetwork, shape: tuple[int, ...]) -> None:
+    """Run one zero sample of the example's shape through ``net``; ``ConversionError``
+    naming the shape when the network cannot take it."""
     sample = np.zeros((1, *shape[1:]), dtype=np.float32)
     try:
         run_network(net, sample)
     except (ValueError, RuntimeError) as exc:
         raise ConversionError(f"example_input of shape {shape} does not fit the network: "
                               f"{exc}") from exc
-    return list(shape[1:])

@@ -77,15 +77,22 @@ def conv2d(m: nn.Conv2d, state: ConversionState, name: str) -> None:
 
 @register_converter(nn.BatchNorm1d, nn.BatchNorm2d)
 def batchnorm(m: nn.BatchNorm1d | nn.BatchNorm2d, state: ConversionState, name: str) -> None:
-    """Folded into the ``Affine`` / ``Conv2d`` just before it (eval mode, running stats)."""
+    """Folded into the ``Affine`` / ``Conv2d`` that produced its input (eval mode, running
+    stats), when nothing else reads that layer's output."""
     where = state.where(m, name)
     target = Affine if isinstance(m, nn.BatchNorm1d) else Conv2d
-    prev = state.layers[-1] if state.layers else None
+    index = state.current
+    prev = state.layers[index] if index >= 0 else None
     if not isinstance(prev, target):
-        follows = f"{state.origin[-1]} ({prev.kind})" if prev is not None else "nothing"
+        follows = f"{state.origin[index]} ({prev.kind})" if prev is not None else "nothing"
         raise ConversionError(
             f"{where}: a {type(m).__name__} must directly follow a "
             f"{'Linear' if target is Affine else 'Conv2d'} to be folded; it follows {follows}")
+    if not state.foldable:
+        raise ConversionError(
+            f"{where}: the output of {state.origin[index]} is also read elsewhere, so the "
+            "BatchNorm cannot be folded into it (only a Linear / Conv2d whose output nothing "
+            "but the BatchNorm reads)")
     if m.training:
         raise ConversionError(f"{where}: BatchNorm in training mode; call model.eval() "
                               "so its running statistics are what gets folded")
@@ -94,11 +101,10 @@ def batchnorm(m: nn.BatchNorm1d | nn.BatchNorm2d, state: ConversionState, name: 
     except ValueError as exc:
         raise ConversionError(f"{where}: {exc}") from exc
     if isinstance(prev, Conv2d):
-        state.layers[-1] = Conv2d(w, b, stride=prev.stride, padding=prev.padding,
-                                  dilation=prev.dilation, groups=prev.groups)
+        state.replace(index, Conv2d(w, b, stride=prev.stride, padding=prev.padding,
+                                    dilation=prev.dilation, groups=prev.groups), name)
     else:
-        state.layers[-1] = Affine(w, b)
-    state.origin[-1] = f"{state.origin[-1]}+{name}"
+        state.replace(index, Affine(w, b), name)
 
 
 @register_converter(Sharpenable)
@@ -142,6 +148,41 @@ def avg_pool2d(m: nn.AvgPool2d, state: ConversionState, name: str) -> None:
     divisor = m.divisor_override or kh * kw
     state.emit(SumPool2d((kh, kw), pair(m.stride), (ph, ph, pw, pw), 1.0 / divisor), name,
                binary=False)
+
+
+def adaptive_avg_pool(state: ConversionState, where: str, name: str, output_size: Any
+                      ) -> None:
+    """``SumPool2d`` with windows ``(H / oh, W / ow)`` (stride the same) and
+    ``scale = 1 / (kh kw)``: torch's adaptive average pooling when the map divides evenly
+    (``output_size = 1``: the mean over the whole map, global average pooling). Needs the
+    input shape ``(C, H, W)``, known from the example input.
+
+    Exactness: torch divides each window's sum by ``kh kw``; the ``SumPool2d`` multiplies
+    it by ``scale``. Both are the correctly rounded mean when ``kh kw`` is a power of two;
+    otherwise they may differ in the last bit."""
+    shape = state.shape
+    if shape is None:
+        raise ConversionError(f"{where}: adaptive average pooling needs the input shape; "
+                              "pass example_input to to_spiking")
+    if len(shape) != 3:
+        raise ConversionError(f"{where}: expects (C, H, W) inputs, got {shape}")
+    sizes = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+    if len(sizes) != 2:
+        raise ConversionError(f"{where}: output_size {output_size!r} is not 2-D")
+    out = tuple(shape[1 + k] if v is None else int(v) for k, v in enumerate(sizes))
+    if any(o < 1 or shape[1 + k] % o for k, o in enumerate(out)):
+        raise ConversionError(f"{where}: output_size {out} does not divide the map "
+                              f"{shape[1:]}; only evenly dividing adaptive pooling is exact "
+                              "(fixed windows)")
+    kernel = (shape[1] // out[0], shape[2] // out[1])
+    state.emit(SumPool2d(kernel, kernel, (0, 0, 0, 0), 1.0 / (kernel[0] * kernel[1])), name,
+               binary=False)
+
+
+@register_converter(nn.AdaptiveAvgPool2d)
+def adaptive_avg_pool2d(m: nn.AdaptiveAvgPool2d, state: ConversionState, name: str) -> None:
+    """``SumPool2d`` over fixed windows (see :func:`adaptive_avg_pool`)."""
+    adaptive_avg_pool(state, state.where(m, name), name, m.output_size)
 
 
 @register_converter(nn.Flatten)
