@@ -10,8 +10,10 @@
   fire. Needs the ``nir`` extra (``pip install 'whetstone[nir]'``).
 - :class:`NIRExportError` (a ``ValueError``): :func:`to_nir` refuses a network with a layer
   NIR 1.0 cannot express (``Upsample2d``: nearest upsampling; an ``Unflatten`` that is not
-  the network's last primitive), naming the layer. Readouts (a decode, a real-valued
-  ``Affine`` / ``Conv2d``, spikes) export as ordinary nodes marked with their kind.
+  the network's last primitive; ``Concat``), naming the layer. Graph networks export with
+  their edges (an ``Add`` is several edges into its reader: NIR sums a node's inputs).
+  Readouts (a decode, a real-valued ``Affine`` / ``Conv2d``, spikes) export as ordinary
+  nodes marked with their kind.
 - :class:`NIRFileError` (a ``ValueError``): every failure of :func:`from_nir` (missing,
   corrupted or foreign file, unsupported graph, or a read past its time limit: the HDF5 file
   is read in a child process that is killed when it takes too long); the message names the

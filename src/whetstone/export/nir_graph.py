@@ -8,9 +8,18 @@ nodes with batch-free shapes, stored as HDF5. Files are written in ``nir.write``
 ``Conv2d``, ``AvgPool2d`` or ``Scale`` go to the graph metadata ``whetstone_nodes``), so
 nir 1.0.4 (Sinabs 3.1.3, Rockpool) through 1.0.8 read every file, and the exporter itself
 runs under both. Each file is written for a ``target`` importer
-(:mod:`whetstone.export.targets`). The export is a chain::
+(:mod:`whetstone.export.targets`). A chain exports as a chain::
 
     input -> [Affine | Conv2d | SumPool2d (+ Scale) | Flatten | neuron]* -> output
+
+and a graph network (:attr:`~whetstone.runtime.SpikingNetwork.inputs`) with its edges: one
+node per primitive reading its source's node. NIR sums the inputs arriving at a node, so an
+``Add`` has no node of its own: each of its sources gets an edge into each reader of the
+``Add`` (a residual ``Threshold(Add(a, b))`` is the neuron node with edges from ``a`` and
+``b``; nested sums expand to all their terms). Reading, a node with several incoming edges
+becomes an ``Add`` of its sources (in edge order) before it. ``Concat`` has no NIR 1.0 node
+(a sum of edges cannot place values side by side) and is refused, as is a sum naming the
+same node twice (``a + a``: edges are a set).
 
 Primitive by primitive:
 
@@ -39,6 +48,8 @@ runtime primitive         NIR node(s)
                           and ``whetstone_unflatten`` in the graph metadata restores it
 ``Upsample2d``            refused (:class:`NIRExportError`): NIR 1.0 has no node for
                           nearest-neighbour upsampling
+``Add``                   no node: the edges of its sources go to its readers
+``Concat``                refused (:class:`NIRExportError`)
 ========================  ================================================================
 
 Readouts. The network's readout (:attr:`~whetstone.runtime.SpikingNetwork.readout`) is an
@@ -102,6 +113,7 @@ the recorded ``dt`` (``IF`` ``r = 1 / dt``, ``LIF`` ``tau = dt``); without a ``d
 from __future__ import annotations
 
 import atexit
+import heapq
 import json
 import os
 import queue
@@ -117,7 +129,9 @@ from typing import Any, Literal
 import numpy as np
 
 from ..runtime import (
+    Add,
     Affine,
+    Concat,
     Conv2d,
     Decode,
     Flatten,
@@ -169,42 +183,21 @@ def _require_nir() -> Any:
 
 # ----------------------------------------------------------------------------- shapes
 
-def _conv_out(size: int, pad: int, dilation: int, kernel: int, stride: int) -> int:
-    return (size + pad - dilation * (kernel - 1) - 1) // stride + 1
-
-
 def _out_shape(layer: Primitive, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """Batch-free output shape of ``layer`` for the batch-free input ``shape``."""
-    if isinstance(layer, (Affine, Decode)):
-        if shape != (layer.weight.shape[1],):
-            raise ValueError(f"{layer.kind} expects input ({layer.weight.shape[1]},), got {shape}")
-        return (int(layer.weight.shape[0]),)
-    if isinstance(layer, Conv2d):
-        if len(shape) != 3 or shape[0] != layer.in_channels:
-            raise ValueError(f"Conv2d expects input ({layer.in_channels}, H, W), got {shape}")
-        kh, kw = layer.weight.shape[2:]
-        t, b, left, r = layer.padding
-        return (int(layer.weight.shape[0]),
-                _conv_out(shape[1], t + b, layer.dilation[0], kh, layer.stride[0]),
-                _conv_out(shape[2], left + r, layer.dilation[1], kw, layer.stride[1]))
-    if isinstance(layer, SumPool2d):
-        if len(shape) != 3:
-            raise ValueError(f"SumPool2d expects input (C, H, W), got {shape}")
-        t, b, left, r = layer.padding
-        return (shape[0], _conv_out(shape[1], t + b, 1, layer.kernel[0], layer.stride[0]),
-                _conv_out(shape[2], left + r, 1, layer.kernel[1], layer.stride[1]))
-    if isinstance(layer, Flatten):
-        return (int(np.prod(shape)),)
-    if isinstance(layer, Unflatten):
-        if not shape or shape[0] != int(np.prod(layer.sizes)):
-            raise ValueError(f"Unflatten{layer.sizes} expects input ({int(np.prod(layer.sizes))}"
-                             f", ...), got {shape}")
-        return (*layer.sizes, *shape[1:])
-    if isinstance(layer, Upsample2d):
-        if len(shape) != 3:
-            raise ValueError(f"Upsample2d expects input (C, H, W), got {shape}")
-        return (shape[0], shape[1] * layer.scale[0], shape[2] * layer.scale[1])
-    return shape  # Threshold
+    """Batch-free output shape of the one-input ``layer`` for the batch-free input ``shape``
+    (the primitive's own :meth:`~whetstone.runtime.primitives.Primitive.output_shape`)."""
+    return layer.output_shape(shape)
+
+
+def _trailing_unflatten(net: SpikingNetwork) -> set[int]:
+    """Indices of the ``Unflatten`` primitives that end the network: from the last layer
+    back along its source while they are ``Unflatten``."""
+    out: set[int] = set()
+    i = len(net.layers) - 1
+    while i >= 0 and isinstance(net.layers[i], Unflatten):
+        out.add(i)
+        i = net.sources(i)[0]
+    return out
 
 
 def _infer_input_shape(net: SpikingNetwork) -> tuple[int, ...]:
@@ -384,25 +377,32 @@ def to_graph(net: SpikingNetwork, neuron: NeuronForm | None = None,
     """
     nir = _require_nir()
     settings, neuron, dt = resolve(target, neuron)
-    trailing = len(net.layers)
-    while trailing > 0 and isinstance(net.layers[trailing - 1], Unflatten):
-        trailing -= 1
+    trailing = _trailing_unflatten(net)
     for i, layer in enumerate(net.layers):
         if isinstance(layer, Upsample2d):
             raise NIRExportError(
                 f"layer {i} (Upsample2d, scale {layer.scale}): NIR 1.0 has no node for "
                 "nearest-neighbour upsampling, so this network cannot be exported to NIR")
-        if isinstance(layer, Unflatten) and i < trailing:
+        if isinstance(layer, Unflatten) and i not in trailing:
             raise NIRExportError(
                 f"layer {i} (Unflatten{layer.sizes}): NIR 1.0 has no reshape node; an "
                 "Unflatten exports only as the network's last primitive (dropped from the "
                 "graph, restored from its metadata), not before further layers")
+        if isinstance(layer, Concat):
+            raise NIRExportError(
+                f"layer {i} (Concat of layers {list(net.sources(i))}): NIR 1.0 has no "
+                "concatenation node (a sum of edges cannot place its inputs side by side), "
+                "so this network cannot be exported to NIR")
     readout = net.readout_index
     shape = tuple(int(s) for s in input_shape) if input_shape is not None \
         else _infer_input_shape(net)
     first = shape
+    try:
+        shapes = net.shapes(shape)
+    except ValueError as exc:
+        raise ValueError(f"the network does not take inputs of shape {shape}: {exc}") from exc
     nodes: dict[str, Any] = {"input": nir.Input(input_type={"input": np.array(shape)})}
-    order = ["input"]
+    edges: list[tuple[str, str]] = []
     key: np.ndarray | None = None
 
     side: dict[str, dict[str, Any]] = {}
@@ -415,20 +415,35 @@ def to_graph(net: SpikingNetwork, neuron: NeuronForm | None = None,
         elif meta:
             side[name] = meta
         nodes[name] = node
-        order.append(name)
+
+    # outs[i]: the NIR nodes whose outputs sum to layer i's value (NIR sums the edges
+    # arriving at a node, so an Add has no node of its own: its sources' edges go to each
+    # of its readers)
+    outs: dict[int, list[str]] = {-1: ["input"]}
+
+    def connect(sources: list[str], entry: str, where: str) -> None:
+        if len(set(sources)) != len(sources):
+            raise NIRExportError(
+                f"{where}: reads the sum of {sources}, which names a node more than once; "
+                "NIR edges are a set (a sum like a + a has no edge form)")
+        edges.extend((src, entry) for src in sources)
 
     unflatten: list[list[int]] = []
     for i, layer in enumerate(net.layers):
         where = f"layer {i} ({layer.kind})"
-        try:
-            out = _out_shape(layer, shape)
-        except ValueError as exc:
-            raise ValueError(f"{where}: {exc}") from exc
-        name = f"{i}_{layer.kind.lower()}"
-        mark = {"whetstone_readout": net.readout} if i == readout else {}
+        srcs = net.sources(i)
+        shape = first if srcs[0] == -1 else shapes[srcs[0]]
+        out = shapes[i]
+        if isinstance(layer, Add):
+            outs[i] = [name for j in srcs for name in outs[j]]
+            continue
         if isinstance(layer, Unflatten):  # trailing (checked above): no node, same values
             unflatten.append(list(layer.sizes))
+            outs[i] = outs[srcs[0]]
             continue
+        name = f"{i}_{layer.kind.lower()}"
+        entry = name
+        mark = {"whetstone_readout": net.readout} if i == readout else {}
         if isinstance(layer, Affine):
             add(name, nir.Affine(weight=_compact(layer.weight), bias=_compact(layer.bias)),
                 mark)
@@ -469,6 +484,8 @@ def to_graph(net: SpikingNetwork, neuron: NeuronForm | None = None,
                 add(name, nir.SumPool2d(kernel_size=kernel, stride=stride, padding=padding))
                 add(f"{name}_scale", nir.Scale(
                     scale=np.full(out, layer.scale, dtype=np.float64)), mark)
+                edges.append((name, f"{name}_scale"))
+                name = f"{name}_scale"
         elif isinstance(layer, Flatten):
             # start_dim = -n: the batch-free node of start_dim=0, and a batch-safe
             # torch.nn.Flatten(-n, -1) in the importers (module doc)
@@ -477,11 +494,19 @@ def to_graph(net: SpikingNetwork, neuron: NeuronForm | None = None,
         elif isinstance(layer, Threshold):
             node = _neuron_node(nir, layer.theta, shape, neuron, dt, settings.fires_on)
             node.metadata.update(mark)
-            add(f"{i}_{neuron}", node)
+            name = entry = f"{i}_{neuron}"
+            add(name, node)
         else:  # pragma: no cover - SpikingNetwork admits only known primitives
             raise TypeError(f"{where}: unknown primitive")
-        shape = out
+        connect(outs[srcs[0]], entry, where)
+        outs[i] = [name]
+    last = len(net.layers) - 1
+    before = last  # the graph ends with the values before the trailing Unflatten(s)
+    while before in trailing:
+        before = net.sources(before)[0]
+    shape = first if before == -1 else shapes[before]
     add("output", nir.Output(output_type={"output": np.array(shape)}))
+    connect(outs[last], "output", "the output")
     metadata: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -503,7 +528,6 @@ def to_graph(net: SpikingNetwork, neuron: NeuronForm | None = None,
         metadata["whetstone_unflatten"] = json.dumps(unflatten)
     if side:
         metadata["whetstone_nodes"] = json.dumps(side, sort_keys=True)
-    edges = list(zip(order[:-1], order[1:], strict=True))
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
 
 
@@ -660,9 +684,98 @@ def _pool_from_conv(node: Any, meta: dict[str, Any]) -> SumPool2d:
     return SumPool2d(kernel, _ints(node.stride, 2), (ph, ph, pw, pw), 1.0)
 
 
+def _primitive(node: Any, kind: str, meta: dict[str, Any], ours: bool, fires_on: str,
+               dt: float | None) -> Primitive:
+    """The primitive of one NIR node (not ``Input``, ``Output`` or ``Scale``)."""
+    if kind == "Affine":
+        weight, bias = np.asarray(node.weight), np.asarray(node.bias)
+        if meta.get("whetstone_primitive") == _DECODE_MARK:
+            decode = Decode((weight + 2.0) / 4.0)
+            if not (np.array_equal(decode.weight, weight) and np.array_equal(decode.bias, bias)):
+                raise ValueError("marked as a decode but not of the form 4K - 2, "
+                                 "-(2K - 1).sum(1)")
+            return decode
+        return Affine(weight, bias)
+    if kind == "Linear":
+        weight = np.asarray(node.weight)
+        return Affine(weight, np.zeros(weight.shape[0], dtype=weight.dtype))
+    if kind == "Conv2d" and meta.get("whetstone_primitive") == "SumPool2d":
+        return _pool_from_conv(node, meta)
+    if kind == "Conv2d":
+        if isinstance(node.padding, str):
+            raise ValueError(f"string padding {node.padding!r} is not supported")
+        ph, pw = _ints(node.padding, 2)
+        groups = int(node.groups)
+        weight = np.asarray(node.weight)
+        regroup = int(meta.get("whetstone_groups", 1))
+        if groups == 1 and regroup > 1:
+            weight, groups = _regroup(weight, regroup), regroup
+        return Conv2d(weight, np.asarray(node.bias), stride=_ints(node.stride, 2),
+                      padding=(ph, ph, pw, pw), dilation=_ints(node.dilation, 2), groups=groups)
+    if kind in ("SumPool2d", "AvgPool2d"):
+        kernel = _ints(node.kernel_size, 2)
+        ph, pw = _ints(node.padding, 2)
+        scale = 1.0 if kind == "SumPool2d" else 1.0 / (kernel[0] * kernel[1])
+        return SumPool2d(kernel, _ints(node.stride, 2), (ph, ph, pw, pw), scale)
+    if kind == "Flatten":
+        in_shape = node.input_type.get("input")
+        ndim = None if in_shape is None else len(np.asarray(in_shape))
+        start, end = int(node.start_dim), int(node.end_dim)
+        if start not in (0, -(ndim or 0)) or end not in (-1, (ndim or 0) - 1):
+            raise ValueError(f"only a Flatten of the whole batch-free shape (start_dim 0 or "
+                             f"-ndim, end_dim -1 or ndim - 1) is supported, got ({start}, "
+                             f"{end})")
+        return Flatten()
+    if kind in ("Threshold", "IF", "LIF"):
+        return _neuron(node, kind, ours, fires_on, dt)
+    raise ValueError("node type not supported")
+
+
+def _node_key(name: str) -> tuple[int, str]:
+    """Sort key of node names: the numeric prefix of ``"{i}_{kind}"`` first."""
+    head = name.split("_", 1)[0]
+    return (int(head) if head.isdigit() else -1, name)
+
+
+def _topological(graph: Any) -> tuple[list[str], dict[str, list[str]], dict[str, list[str]]]:
+    """Node names in a topological order (ties by :func:`_node_key`), with every node's
+    predecessors and successors in edge order."""
+    preds: dict[str, list[str]] = {name: [] for name in graph.nodes}
+    succs: dict[str, list[str]] = {name: [] for name in graph.nodes}
+    for a, b in graph.edges:
+        if a not in preds or b not in preds:
+            raise ValueError(f"edge ({a!r}, {b!r}) names a node the graph does not have")
+        if a in preds[b]:
+            raise ValueError(f"edge ({a!r}, {b!r}) appears twice")
+        preds[b].append(a)
+        succs[a].append(b)
+    inputs = [k for k, n in graph.nodes.items() if type(n).__name__ == "Input"]
+    if len(inputs) != 1:
+        raise ValueError(f"expected one Input node, found {len(inputs)}")
+    waiting = {name: len(p) for name, p in preds.items()}
+    ready = [(_node_key(k), k) for k, n in waiting.items() if n == 0]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        _, name = heapq.heappop(ready)
+        order.append(name)
+        for nxt in succs[name]:
+            waiting[nxt] -= 1
+            if waiting[nxt] == 0:
+                heapq.heappush(ready, (_node_key(nxt), nxt))
+    if len(order) != len(graph.nodes):
+        raise ValueError("the graph has a cycle")
+    return order, preds, succs
+
+
 def from_graph(graph: Any) -> SpikingNetwork:
-    """A :class:`SpikingNetwork` from a chain ``nir.NIRGraph`` (the inverse of
-    :func:`to_graph`; every neuron node is read for one step from ``v = 0``)."""
+    """A :class:`SpikingNetwork` from a ``nir.NIRGraph`` (the inverse of :func:`to_graph`;
+    every neuron node is read for one step from ``v = 0``).
+
+    A node with several incoming edges reads their sum (NIR's rule): an ``Add`` of the
+    sources, in edge order, before it. A chain graph gives a chain network. Nodes the
+    ``Output`` does not depend on are dropped.
+    """
     gmeta = graph.metadata if isinstance(graph.metadata, dict) else {}
     ours = gmeta.get("format") == FORMAT
     fires_on = str(gmeta.get("fires_on", ">")) if ours else ">"
@@ -675,8 +788,24 @@ def from_graph(graph: Any) -> SpikingNetwork:
         raise ValueError("graph metadata whetstone_nodes must be a JSON object")
     if dt is not None and not (np.isfinite(dt) and dt > 0):
         raise ValueError(f"graph metadata dt must be a positive number, got {dt}")
+    order, preds, succs = _topological(graph)
     layers: list[Primitive] = []
-    for name in _chain(graph):
+    inputs: list[tuple[int, ...]] = []
+    value: dict[str, int] = {}
+    output: int | None = None
+
+    def append(layer: Primitive, sources: tuple[int, ...]) -> int:
+        layers.append(layer)
+        inputs.append(sources)
+        return len(layers) - 1
+
+    def source(name: str) -> int:
+        sources = tuple(value[p] for p in preds[name])
+        if not sources:
+            raise ValueError("no incoming edge (not reachable from the Input)")
+        return sources[0] if len(sources) == 1 else append(Add(), sources)
+
+    for name in order:
         node = graph.nodes[name]
         kind = type(node).__name__
         where = f"node {name!r} ({kind})"
@@ -685,79 +814,63 @@ def from_graph(graph: Any) -> SpikingNetwork:
             if not isinstance(marks, dict):
                 raise ValueError("its whetstone_nodes entry is not a JSON object")
             meta = {**_meta(node), **marks}
-            if kind in ("Input", "Output"):
-                continue
-            if kind == "Affine":
-                weight, bias = np.asarray(node.weight), np.asarray(node.bias)
-                if meta.get("whetstone_primitive") == _DECODE_MARK:
-                    key = (weight + 2.0) / 4.0
-                    decode = Decode(key)
-                    if not (np.array_equal(decode.weight, weight)
-                            and np.array_equal(decode.bias, bias)):
-                        raise ValueError("marked as a decode but not of the form 4K - 2, "
-                                         "-(2K - 1).sum(1)")
-                    layers.append(decode)
-                else:
-                    layers.append(Affine(weight, bias))
-            elif kind == "Linear":
-                weight = np.asarray(node.weight)
-                layers.append(Affine(weight, np.zeros(weight.shape[0], dtype=weight.dtype)))
-            elif kind == "Conv2d" and meta.get("whetstone_primitive") == "SumPool2d":
-                layers.append(_pool_from_conv(node, meta))
-            elif kind == "Conv2d":
-                if isinstance(node.padding, str):
-                    raise ValueError(f"string padding {node.padding!r} is not supported")
-                ph, pw = _ints(node.padding, 2)
-                groups = int(node.groups)
-                weight = np.asarray(node.weight)
-                regroup = int(meta.get("whetstone_groups", 1))
-                if groups == 1 and regroup > 1:
-                    weight, groups = _regroup(weight, regroup), regroup
-                layers.append(Conv2d(weight, np.asarray(node.bias),
-                                     stride=_ints(node.stride, 2), padding=(ph, ph, pw, pw),
-                                     dilation=_ints(node.dilation, 2), groups=groups))
-            elif kind in ("SumPool2d", "AvgPool2d"):
-                kernel = _ints(node.kernel_size, 2)
-                ph, pw = _ints(node.padding, 2)
-                scale = 1.0 if kind == "SumPool2d" else 1.0 / (kernel[0] * kernel[1])
-                layers.append(SumPool2d(kernel, _ints(node.stride, 2), (ph, ph, pw, pw), scale))
+            if kind == "Input":
+                value[name] = -1
+            elif kind == "Output":
+                if output is not None:
+                    raise ValueError("a second Output node; a network has one output")
+                output = source(name)
             elif kind == "Scale":
-                prev = layers[-1] if layers else None
+                src = source(name)
+                prev = layers[src] if src >= 0 else None
                 scale = np.unique(np.asarray(node.scale))
-                if not isinstance(prev, SumPool2d) or prev.scale != 1.0 or scale.size != 1:
-                    raise ValueError("only a uniform Scale directly after a SumPool2d is "
-                                     "supported")
-                layers[-1] = SumPool2d(prev.kernel, prev.stride, prev.padding, float(scale[0]))
-            elif kind == "Flatten":
-                in_shape = node.input_type.get("input")
-                ndim = None if in_shape is None else len(np.asarray(in_shape))
-                start, end = int(node.start_dim), int(node.end_dim)
-                if start not in (0, -(ndim or 0)) or end not in (-1, (ndim or 0) - 1):
-                    raise ValueError(f"only a Flatten of the whole batch-free shape "
-                                     f"(start_dim 0 or -ndim, end_dim -1 or ndim - 1) is "
-                                     f"supported, got ({start}, {end})")
-                layers.append(Flatten())
-            elif kind in ("Threshold", "IF", "LIF"):
-                layers.append(_neuron(node, kind, ours, fires_on, dt))
+                if not isinstance(prev, SumPool2d) or prev.scale != 1.0 or scale.size != 1 \
+                        or len(preds[name]) != 1 or len(succs[preds[name][0]]) != 1:
+                    raise ValueError("only a uniform Scale directly after a SumPool2d (its "
+                                     "only reader) is supported")
+                layers[src] = SumPool2d(prev.kernel, prev.stride, prev.padding, float(scale[0]))
+                value[name] = src
             else:
-                raise ValueError("node type not supported")
+                src = source(name)
+                value[name] = append(_primitive(node, kind, meta, ours, fires_on, dt), (src,))
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{where}: {exc}") from exc
+    if output is None:
+        raise ValueError("the graph has no Output node")
     if ours and "whetstone_unflatten" in gmeta:
         sizes = json.loads(str(gmeta["whetstone_unflatten"]))
         if not isinstance(sizes, list) or not all(isinstance(s, list) for s in sizes):
             raise ValueError("graph metadata whetstone_unflatten must be a list of size lists")
-        layers += [Unflatten(tuple(s)) for s in sizes]
+        for size in sizes:
+            output = append(Unflatten(tuple(size)), (output,))
+    layers, inputs = _reachable(layers, inputs, output)
     metadata: dict[str, Any] = {}
     if ours and "whetstone_metadata" in gmeta:
         metadata = json.loads(str(gmeta["whetstone_metadata"]))
     else:
         metadata = {"source": "whetstone.export.from_nir", "threshold_convention": ">="}
-    net = SpikingNetwork(layers, metadata)
+    net = SpikingNetwork(layers, metadata, inputs)
     if ours and "readout" in gmeta and str(gmeta["readout"]) != net.readout:
         raise ValueError(f"the graph records readout {str(gmeta['readout'])!r} but its nodes "
                          f"end with readout {net.readout!r}")
     return net
+
+
+def _reachable(layers: list[Primitive], inputs: list[tuple[int, ...]], output: int
+               ) -> tuple[list[Primitive], list[tuple[int, ...]]]:
+    """The layers ``output`` depends on, in order, with renumbered sources (the output
+    becomes the last layer). ``output = -1`` (the graph returns its input) gives none."""
+    keep: set[int] = set()
+    stack = [output]
+    while stack:
+        i = stack.pop()
+        if i >= 0 and i not in keep:
+            keep.add(i)
+            stack.extend(inputs[i])
+    order = sorted(keep)
+    new = {old: k for k, old in enumerate(order)} | {-1: -1}
+    return ([layers[i] for i in order],
+            [tuple(new[j] for j in inputs[i]) for i in order])
 
 
 # ----------------------------------------------------------------------------- bounded read
