@@ -403,12 +403,13 @@ def main() -> None:
         peers_sinabs,
         precision,
         schedules,
+        sharpen,
         tasks,
         tuning,
     )
 
     for study in (tasks, tuning, encoding, optimizers, schedules, activity, precision,
-                  peers_direct, peers_conversion, peers_sinabs, fuzz):
+                  peers_direct, peers_conversion, peers_sinabs, sharpen, fuzz):
         out += study.section()
     (ROOT / "BENCHMARKS.md").write_text("\n".join(out))
     print(f"wrote {ROOT / 'BENCHMARKS.md'}")

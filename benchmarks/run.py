@@ -21,6 +21,7 @@ STUDIES: dict[str, str] = {
     "peers-direct": "benchmarks.peers_direct",
     "peers-conversion": "benchmarks.peers_conversion",
     "peers-sinabs": "benchmarks.peers_sinabs",
+    "sharpen": "benchmarks.sharpen",
     "tasks": "benchmarks.tasks",
     "rl": "benchmarks.rl",
 }

@@ -48,12 +48,13 @@ def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def test_table_swaps_relu_relu6_hardtanh_in_nested_modules_and_copies_the_model():
+    torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(),
                           nn.Sequential(nn.Linear(4, 4), nn.ReLU6()),
                           nn.Sequential(nn.Sequential(nn.Linear(4, 4), nn.Hardtanh(0.0, 2.0))),
                           nn.Linear(4, 2))
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    x = torch.rand(8, 4)
+    x = torch.randn(256, 4)
     sharp = sharpen(model, x, calibration=[x])
     assert [type(m) for m in sharp.modules() if isinstance(m, SpikingBReLU)] == [SpikingBReLU] * 3
     assert isinstance(sharp[2][1], SpikingBReLU) and isinstance(sharp[3][0][1], SpikingBReLU)
@@ -379,3 +380,23 @@ def test_head_refusals_name_the_problem():
     conv_last = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Conv2d(2, 3, 1))
     with pytest.raises(SharpenError, match="is a Conv2d"):
         sharpen(conv_last, torch.rand(2, 1, 5, 5), classes=3, width=6)
+
+
+def test_the_readme_usage_trains_to_binary_and_converts():
+    """README "From a trained ReLU network": sharpen with a head and a surrogate, fit with a
+    scheduled sharpener until binary, convert; the spiking network equals the torch model."""
+    from whetstone.data import ArrayLoader
+
+    torch.manual_seed(0)
+    x, y = torch.rand(256, 20), torch.randint(0, 5, (256,))
+    loader = ArrayLoader(x, y, 64, shuffle=True, seed=0)
+    sharp = ws.sharpen(_mlp(), x[:4], calibration=loader, classes=5, width=20,
+                       surrogate=ws.nn.StraightThrough())
+    ws.training.fit(sharp, loader, epochs=3, progress=False,
+                    optimizer=torch.optim.Adam(sharp.parameters(), lr=1e-3),
+                    sharpener=ws.sharpening.ScheduledSharpener(start=0, duration=1))
+    assert ws.sharpening.is_fully_sharp(sharp)
+    net = ws.conversion.to_spiking(sharp.eval(), x[:4])
+    with torch.no_grad():
+        expected = sharp(x).argmax(1).numpy()
+    assert np.array_equal(ws.runtime.predict(net, x.numpy()), expected)
