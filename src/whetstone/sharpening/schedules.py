@@ -1,6 +1,8 @@
 """Sharpening schedules ("sharpeners"): when and how fast each layer becomes a step (§2).
 
-Every sharpener works from any training loop through three hooks::
+Every sharpener is a :class:`~whetstone.training.callbacks.Callback` (``fit(callbacks=[...])``,
+or ``fit(sharpener=...)``, its shorthand) and works from any training loop through three
+hooks::
 
     sharpener.on_train_begin(model, steps_per_epoch=len(loader))
     for epoch in range(epochs):
@@ -22,6 +24,7 @@ from typing import Any, Literal
 from torch import nn
 
 from ..nn.activations import Sharpenable, SpikingBReLU
+from ..training.callbacks import Callback
 from .allocation import (
     get_layer_sharpness,
     set_layer_sharpness,
@@ -35,8 +38,12 @@ SNAP_TOLERANCE = 0.001
 """A layer within this of 1 snaps to exactly 1 (adaptive schedule)."""
 
 
-class Sharpener:
-    """Base class: counts batches and epochs; subclasses decide the sharpness."""
+class Sharpener(Callback):
+    """Base class: counts batches and epochs; subclasses decide the sharpness.
+
+    A sharpener is a training-loop :class:`~whetstone.training.callbacks.Callback` (the
+    first of ``fit``'s callbacks) that uses its ``on_train_begin``, ``on_batch_end``,
+    ``on_epoch_end`` and ``state_dict`` / ``load_state_dict`` hooks."""
 
     def __init__(self) -> None:
         self.steps_per_epoch: int | None = None

@@ -1,6 +1,14 @@
-"""Training: the loop (:func:`fit`), distillation from a teacher, evaluation at current and full
-sharpness, history."""
+"""Training: the loop (:func:`fit`) and its callbacks, distillation from a teacher, evaluation
+at current and full sharpness, history."""
 
+from .callbacks import (
+    Callback,
+    EpochLines,
+    GradientClipping,
+    MetricsLogger,
+    OnEpochRecord,
+    StopWhenSharp,
+)
 from .distill import Distillation, distillation_loss
 from .history import EpochRecord, History, MetricsLog
 from .loop import (
@@ -13,6 +21,12 @@ from .loop import (
 )
 
 __all__ = [
+    "Callback",
+    "EpochLines",
+    "GradientClipping",
+    "MetricsLogger",
+    "OnEpochRecord",
+    "StopWhenSharp",
     "Distillation",
     "EpochRecord",
     "History",

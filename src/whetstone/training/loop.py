@@ -2,27 +2,40 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import re
-import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..sharpening.allocation import fully_sharpened, get_layer_sharpness, is_fully_sharp
-from ..sharpening.schedules import Sharpener
 from ..tasks import Classification, Task
+from .callbacks import (
+    Callback,
+    EpochLines,
+    GradientClipping,
+    MetricsLogger,
+    OnEpochRecord,
+    StopWhenSharp,
+    callback_name,
+    overrides,
+)
 from .distill import Distillation
 from .distributed import Distributed
-from .history import EpochRecord, History, MetricsLog
+from .history import EpochRecord, History
+
+if TYPE_CHECKING:  # pragma: no cover
+    # not at run time: whetstone.sharpening.schedules imports this package (Callback)
+    from ..sharpening.schedules import Sharpener
 
 Batches = Iterable[tuple[Tensor, Tensor]]
 
@@ -69,6 +82,10 @@ class LoopState:
     """``train_loader.state_dict()`` at the start of the epoch (``None`` if it has none)."""
     history: History = field(default_factory=History)
     """Records of the finished epochs."""
+    callbacks: list[dict[str, Any]] | None = None
+    """The state of each of fit's callbacks at that moment, in their order (the sharpener
+    first): ``{"callback": class name, "state": callback.state_dict()}``; ``fit(...,
+    resume=state)`` loads them into its callbacks (``None``: the caller restores them)."""
 
 
 @contextmanager
@@ -182,12 +199,14 @@ def _format_sharpness(values: list[float]) -> str:
     return "/".join(f"{v:.2f}" for v in values)
 
 
-def epoch_line(record: EpochRecord, epochs: int) -> str:
+def epoch_line(record: EpochRecord, epochs: int | None) -> str:
     """One plain line for a finished epoch: ``epoch 3/13 loss 0.4120 accuracy 0.8810 val
-    0.9010 binary 0.8990 sharpness 1.00/0.50/0.00 (2.1s)``."""
+    0.9010 binary 0.8990 sharpness 1.00/0.50/0.00 (2.1s)`` (``epochs`` ``None``: ``epoch 3
+    loss ...``)."""
     val = ("" if record.val_accuracy is None else
            f" val {record.val_accuracy:.4f} binary {record.val_accuracy_binary:.4f}")
-    return (f"epoch {record.epoch + 1}/{epochs} loss {record.train_loss:.4f} {record.metric} "
+    of = "" if epochs is None else f"/{epochs}"
+    return (f"epoch {record.epoch + 1}{of} loss {record.train_loss:.4f} {record.metric} "
             f"{record.train_accuracy:.4f}{val} sharpness "
             f"{_format_sharpness(record.sharpness)} ({record.epoch_time:.1f}s)")
 
@@ -218,8 +237,21 @@ def fit(
     should_stop: Callable[[], bool] | None = None,
     distributed: Distributed | None = None,
     task: Task | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> History:
     """Train ``model`` for ``epochs`` epochs, sharpening it with ``sharpener``.
+
+    ``callbacks`` (:mod:`whetstone.training.callbacks`) hook into the loop: at the start,
+    before each optimizer step, after each batch, at each epoch's end and once its record is
+    made, and at the end; one whose
+    :meth:`~whetstone.training.callbacks.Callback.stop_reason` gives a reason after an epoch
+    stops training there. Several arguments are shorthands that add callbacks,
+    in this order: ``sharpener`` (first: a sharpener is a callback), ``clip_grad_norm``
+    (:class:`~whetstone.training.callbacks.GradientClipping`), then ``callbacks``, then
+    ``run_dir`` (:class:`~whetstone.training.callbacks.MetricsLogger` on
+    ``run_dir/metrics.jsonl``), ``on_epoch``, ``progress`` (the per-epoch line,
+    :class:`~whetstone.training.callbacks.EpochLines`) and ``stop_when_sharp``
+    (:class:`~whetstone.training.callbacks.StopWhenSharp` of the sharpener).
 
     ``task`` (default :class:`~whetstone.tasks.Classification`) says what the model learns:
     its :meth:`~whetstone.tasks.Task.target` of each batch, its loss and its score.
@@ -228,13 +260,15 @@ def fit(
     for classification), the validation score at the current sharpness and of the fully
     sharpened network,
     per-layer sharpness, and the epoch's training time. With ``run_dir`` the records are
-    appended to ``run_dir/metrics.jsonl``. ``start_epoch`` resumes a run (the sharpener's
-    state must have been restored with ``load_state_dict``). ``loss_fn`` (any function of the
-    output and target batches) defaults to the task's loss (cross-entropy on the class
-    logits). A NaN or infinite loss raises
+    appended to ``run_dir/metrics.jsonl``. ``start_epoch`` resumes a run (the callbacks'
+    states, the sharpener's included, must have been restored with ``load_state_dict``).
+    ``loss_fn`` (any function of the output and target batches) defaults to the task's loss
+    (cross-entropy on the class logits). A NaN or infinite loss raises
     :class:`TrainingError`. ``scheduler`` (a learning-rate scheduler) steps once per epoch.
     ``val_every`` validates every this many epochs (and always after the last one).
     ``channels_last`` stores model and image batches NHWC (faster convolutions on CPU).
+    ``on_epoch`` is called with each epoch's :class:`EpochRecord`; ``stop_when_sharp`` ends
+    training after the epoch in which the sharpener finished.
     ``clip_grad_norm`` rescales the gradient of all parameters together before each step so
     that its L2 norm is at most this value (:func:`torch.nn.utils.clip_grad_norm_`): a sharpened
     BReLU's slope grows as ``1 / (1 - s + 0.001)``, so optimizers whose step scales with the
@@ -250,24 +284,27 @@ def fit(
     runs in full float32 without autocast. ``"float32"`` (the default) uses no autocast.
 
     Checkpoints and exact resume: ``checkpoint`` is called with the :class:`LoopState` at
-    every epoch end (after the learning-rate and sharpening schedules stepped) and when
-    ``should_stop()`` (asked after every batch) returns True; then fit raises
-    :class:`TrainingInterrupted`. ``resume`` continues from such a state: the caller restores
-    the model, optimizer, scheduler, sharpener, random generators and ``train_loader`` (its
-    ``load_state_dict`` with ``resume.loader``) first; fit replays the data order of the
-    batches already trained in the epoch without training on them, keeps ``resume.history``
-    and rewrites ``run_dir/metrics.jsonl`` from it.
+    every epoch end (after the learning-rate and sharpening schedules stepped and the record
+    was logged) and when ``should_stop()`` (asked after every batch) returns True; then fit
+    raises :class:`TrainingInterrupted`. The state holds every callback's ``state_dict()``
+    (the sharpener's included). ``resume`` continues from such a state: the caller restores
+    the model, optimizer, scheduler, random generators and ``train_loader`` (its
+    ``load_state_dict`` with ``resume.loader``) first and passes the same callbacks (fit loads
+    their states from ``resume.callbacks``; where that is ``None`` the caller restores them
+    too); fit replays the data order of the batches already trained in the epoch without
+    training on them, keeps ``resume.history`` and rewrites ``run_dir/metrics.jsonl`` from
+    it.
 
     ``distributed`` (data-parallel training, :mod:`whetstone.training.distributed`): ``model``
     is a ``DistributedDataParallel`` copy and ``train_loader`` this rank's shard; the epoch's
     loss, accuracy and sample count are summed over the ranks before they are recorded or
     handed to the sharpener, and a stop request on any rank stops every rank after the same
-    batch (they agree every :data:`STOP_AGREEMENT_EVERY` batches). Give ``run_dir`` on rank 0 only.
+    batch (they agree every :data:`STOP_AGREEMENT_EVERY` batches); so does a callback's stop
+    request after an epoch. Give ``run_dir`` on rank 0 only.
     """
     if clip_grad_norm is not None and not clip_grad_norm > 0:
         raise ValueError(f"clip_grad_norm must be positive, got {clip_grad_norm}")
     autocast = training_autocast(precision, device)  # checks precision before any work
-    params = [p for p in model.parameters() if p.requires_grad]
     task = task or Classification()
     loss_fn = loss_fn or task.loss
     model.to(device)
@@ -277,15 +314,27 @@ def fit(
     history = History(resume.history) if resume is not None else History()
     if resume is not None:
         start_epoch = resume.epoch
-    log = MetricsLog(Path(run_dir) / "metrics.jsonl",
-                     append=start_epoch > 0 and resume is None) if run_dir else None
-    if log is not None and resume is not None:
-        for record in history:
-            log.write(record)
+    hooks: list[Callback] = [
+        *([sharpener] if sharpener is not None else []),
+        *([GradientClipping(clip_grad_norm)] if clip_grad_norm is not None else []),
+        *callbacks,
+        *([MetricsLogger(Path(run_dir) / "metrics.jsonl",
+                         append=start_epoch > 0 and resume is None)] if run_dir else []),
+        *([OnEpochRecord(on_epoch)] if on_epoch is not None else []),
+        *([EpochLines(epochs)] if progress else []),
+        *([StopWhenSharp(sharpener)] if stop_when_sharp and sharpener is not None else []),
+    ]
+    _check_distinct(hooks)
+    if resume is not None and resume.callbacks is not None:
+        load_callback_states(hooks, resume.callbacks)
+    # the per-batch hooks, bound once: a callback that acts per epoch costs nothing per batch
+    step_hooks = [cb.on_before_optimizer_step for cb in hooks
+                  if overrides(cb, "on_before_optimizer_step")]
+    batch_hooks = [cb.on_batch_end for cb in hooks if overrides(cb, "on_batch_end")]
+    stoppers = [cb for cb in hooks if overrides(cb, "stop_reason")]
     state_of = getattr(train_loader, "state_dict", None)
     steps = len(train_loader) if hasattr(train_loader, "__len__") else None  # type: ignore[arg-type]
-    if sharpener is not None:
-        sharpener.on_train_begin(model, steps_per_epoch=steps)
+    _call(hooks, "on_train_begin", model, steps_per_epoch=steps)
     if distillation is not None and teacher is None:
         raise ValueError("fit: distillation settings given without a teacher")
     if teacher is not None:
@@ -327,11 +376,11 @@ def fit(
                     loss = distillation(logits, teacher_logits, loss)  # type: ignore[misc]
             if loss.requires_grad:  # False once every layer is a step with no surrogate
                 loss.backward()
-                if clip_grad_norm is not None:
-                    nn.utils.clip_grad_norm_(params, clip_grad_norm)
+                for step_hook in step_hooks:
+                    step_hook(model, optimizer)
                 optimizer.step()
-            if sharpener is not None:
-                sharpener.on_batch_end(model)
+            for batch_hook in batch_hooks:
+                batch_hook(model)
             n = y.shape[0]
             loss_sum += loss.detach().double() * n
             correct += task.score(logits.detach(), target)
@@ -353,7 +402,7 @@ def fit(
                 bar.close()
                 state = LoopState(epoch, i + 1, float(loss_sum), float(correct), seen,
                                   spent + time.perf_counter() - t0, loader_state,
-                                  History(history))
+                                  History(history), callback_states(hooks))
                 if checkpoint is not None:
                     checkpoint(state)
                 raise TrainingInterrupted(
@@ -371,8 +420,7 @@ def fit(
             raise TrainingError(f"mean training loss is {train_loss} at epoch {epoch}")
         chance = task.chance(logits) if trained_here else None  # None: no batch ran here
         check_divergence(history, train_loss, float(correct) / seen, chance, epoch)
-        if sharpener is not None:
-            sharpener.on_epoch_end(model, epoch, train_loss)
+        _call(hooks, "on_epoch_end", model, epoch, train_loss)
         if scheduler is not None:
             with warnings.catch_warnings():  # resumed after the epoch's last batch: no step here
                 warnings.filterwarnings("ignore", re.escape(_SCHEDULER_ORDER_WARNING))
@@ -398,15 +446,61 @@ def fit(
             val_metric=task.meter().primary,
         )
         history.append(record)
-        if log is not None:
-            log.write(record)
-        if on_epoch is not None:
-            on_epoch(record)
-        if progress:  # on stderr: standard output is for results (--json)
-            tqdm.write(epoch_line(record, epochs), file=sys.stderr)
+        _call(hooks, "on_epoch_record", model, record, history)
         if checkpoint is not None:
             checkpoint(LoopState(epoch + 1, 0, 0.0, 0, 0, 0.0,
-                                 state_of() if state_of is not None else None, History(history)))
-        if stop_when_sharp and sharpener is not None and sharpener.done:
-            break
+                                 state_of() if state_of is not None else None, History(history),
+                                 callback_states(hooks)))
+        if stoppers:
+            stop = any([cb.stop_reason() is not None for cb in stoppers])
+            if distributed is not None:
+                stop = distributed.any(stop, device)
+            if stop:
+                break
+    _call(hooks, "on_train_end", model, history)
     return history
+
+
+def _call(callbacks: Sequence[object], hook: str, *args: Any, **kwargs: Any) -> None:
+    """Call ``hook`` of every callback that has it (in order)."""
+    for cb in callbacks:
+        fn = getattr(cb, hook, None)
+        if fn is not None:
+            fn(*args, **kwargs)
+
+
+def _check_distinct(callbacks: Sequence[object]) -> None:
+    seen: set[int] = set()
+    for cb in callbacks:
+        if id(cb) in seen:
+            raise ValueError(f"fit: the callback {callback_name(cb)} is given twice (as "
+                             "sharpener= and in callbacks=?); give each callback once")
+        seen.add(id(cb))
+
+
+def callback_states(callbacks: Sequence[object]) -> list[dict[str, Any]]:
+    """Each callback's name and a copy of its ``state_dict()`` (``{}`` if it has none), in
+    order: what :attr:`LoopState.callbacks` holds."""
+    out = []
+    for cb in callbacks:
+        state_dict = getattr(cb, "state_dict", None)
+        state = copy.deepcopy(state_dict()) if state_dict is not None else {}
+        out.append({"callback": callback_name(cb), "state": state})
+    return out
+
+
+def load_callback_states(callbacks: Sequence[object], states: Sequence[dict[str, Any]]) -> None:
+    """Load :func:`callback_states` into ``callbacks``, which must be the same kinds in the
+    same order; raises :class:`ValueError` naming the difference."""
+    given = [callback_name(cb) for cb in callbacks]
+    saved = [s.get("callback") for s in states]
+    if given != saved:
+        raise ValueError(f"fit: the state to resume holds the callbacks {saved}, but fit was "
+                         f"given {given}; pass the same callbacks (shorthands included) in the "
+                         "same order")
+    for cb, entry in zip(callbacks, states, strict=True):
+        load = getattr(cb, "load_state_dict", None)
+        if load is not None:
+            load(copy.deepcopy(entry["state"]))
+        elif entry["state"]:
+            raise ValueError(f"fit: {callback_name(cb)} has saved state but no load_state_dict")
