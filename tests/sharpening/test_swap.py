@@ -400,3 +400,16 @@ def test_the_readme_usage_trains_to_binary_and_converts():
     with torch.no_grad():
         expected = sharp(x).argmax(1).numpy()
     assert np.array_equal(ws.runtime.predict(net, x.numpy()), expected)
+
+
+def test_indexing_an_activation_is_a_use_that_is_refused():
+    class Index(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc, self.act, self.out = nn.Linear(4, 4), nn.ReLU(), nn.Linear(2, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.out(self.act(self.fc(x))[:, :2])
+
+    with pytest.raises(SharpenError, match="activation 'act'.*'getitem'"):
+        sharpen(Index(), torch.rand(2, 4))

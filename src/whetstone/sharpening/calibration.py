@@ -41,7 +41,6 @@ whose output also goes elsewhere, and a module called at several places.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -142,7 +141,7 @@ PASSTHROUGH_METHODS: frozenset[str] = frozenset({"view", "reshape", "flatten", "
                                                  "squeeze", "unsqueeze", "permute"})
 """Tensor methods (``call_method`` nodes) that commute with a positive scale."""
 
-SHAPE_QUERIES: frozenset[object] = frozenset({"size", "dim", operator.getitem})
+SHAPE_QUERIES: frozenset[object] = frozenset({"size", "dim"})
 """Uses of a tensor that read only its shape (``x.size(0)`` in ``x.view(x.size(0), -1)``)."""
 
 SINKS: tuple[type[nn.Module], ...] = (SoftmaxDecode,)
