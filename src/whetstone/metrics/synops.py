@@ -44,6 +44,13 @@ marked ``"readout": True`` and the result names it (``"readout": {"kind", "index
 
 Neuron updates (for energy models that charge them) are the neurons of every ``Threshold``,
 once per sample (one time step).
+
+Graphs. A graph network (residual sums, concatenations) is counted the same way, primitive
+by primitive: each synaptic layer's operations come from the nonzero values of its own
+input (its source's output), binary when that source is a spike map (a ``Threshold``, or a
+``Concat`` of spike maps, possibly through shape-only primitives). The merges ``Add`` and
+``Concat`` cost nothing: they route values (NIR's sum of a node's incoming edges). The
+readout after an ``Add`` of spike maps receives real values (counts), so it counts MACs.
 """
 
 from __future__ import annotations
@@ -53,7 +60,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..runtime import SHAPE_ONLY, Affine, Conv2d, Decode, SpikingNetwork, Threshold, run
+from ..runtime import Affine, Context, Conv2d, Decode, SpikingNetwork, Threshold, walk
 from ..runtime.primitives import Primitive
 
 if TYPE_CHECKING:
@@ -96,8 +103,9 @@ def conv_fanout(layer: Conv2d, input_hw: tuple[int, int]) -> np.ndarray:
 
 def dense_macs(layer: Primitive, input_shape: tuple[int, ...],
                output_shape: tuple[int, ...]) -> int:
-    """MACs of ``layer`` in a dense ANN for one sample (shapes without the batch axis):
-    ``out * in`` (``Affine``, ``Decode``), ``Cout H' W' (Cin / G) kh kw`` (``Conv2d``), else 0.
+    """MACs of ``layer`` in a dense ANN for one sample (shapes without the batch axis;
+    ``output_shape`` is ``layer.output_shape(input_shape)``): ``out * in`` (``Affine``,
+    ``Decode``), ``Cout H' W' (Cin / G) kh kw`` (``Conv2d``), else 0.
     """
     if isinstance(layer, (Affine, Decode)):
         return int(layer.weight.shape[0] * layer.weight.shape[1])
@@ -141,45 +149,41 @@ class Trace:
 
 def trace(net: SpikingNetwork, x: np.ndarray, batch_size: int = 256,
           progress: Progress | None = None) -> Trace:
-    """Run ``net`` on ``x`` ``(N, ...)`` primitive by primitive (the runtime's own kernels, in
-    float64) in batches of ``batch_size`` and accumulate, per primitive, the effective
-    operations, input spike counts and, for every ``Threshold``, per-neuron spike counts and
-    per-sample densities. ``outputs`` is the last primitive's output ``(N, ...)``.
-    ``progress`` (a :class:`whetstone.progress.Progress`) shows a bar over the batches."""
+    """Run ``net`` (a chain or a graph) on ``x`` ``(N, ...)`` primitive by primitive (the
+    runtime's own kernels, :func:`whetstone.runtime.walk`, in float64) in batches of
+    ``batch_size`` and accumulate, per primitive, the effective operations, input spike
+    counts and, for every ``Threshold``, per-neuron spike counts and per-sample densities. A
+    primitive's input is binary when every value it reads is a spike map (bool).
+    ``outputs`` is the last primitive's output ``(N, ...)`` (float64). ``progress`` (a
+    :class:`whetstone.progress.Progress`) shows a bar over the batches."""
     x = np.asarray(x)
     if x.ndim < 1 or len(x) == 0:
         raise ValueError(f"x must be a non-empty batch (N, ...), got shape {x.shape}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    single = [SpikingNetwork([layer]) for layer in net.layers]
     accs = [_LayerAcc(layer.kind) for layer in net.layers]
+    ctx = Context(np.dtype(np.float64))
     outs = []
     starts: Iterable[int] = range(0, len(x), batch_size)
     if progress is not None:
         starts = progress.iterate(starts, desc="spike statistics", unit="batch")
     for start in starts:
-        h = x[start:start + batch_size]
-        binary = h.dtype == np.bool_
-        for layer, sub, acc in zip(net.layers, single, accs, strict=True):
+        batch = out = x[start:start + batch_size]
+        for i, inputs, out in walk(net, batch, ctx):
+            layer, acc, h = net.layers[i], accs[i], inputs[0]
             acc.input_shape = tuple(h.shape[1:])
-            acc.binary_input = binary
+            acc.binary_input = all(v.dtype == np.bool_ for v in inputs)
             if isinstance(layer, SYNAPTIC):
                 acc.ops += _effective_ops(layer, h)
                 acc.spikes_in += int(np.count_nonzero(h))
-            out = run(sub, h, batch_size=max(len(h), 1))
-            assert isinstance(out, np.ndarray)
             if isinstance(layer, Threshold):
-                flat = out.reshape(len(out), -1) != 0
+                flat = out.reshape(len(out), -1)
                 counts = flat.sum(axis=0, dtype=np.int64)
                 acc.neuron_spikes = counts if acc.neuron_spikes is None \
                     else acc.neuron_spikes + counts
                 acc.sample_density.append(flat.mean(axis=1))
-                binary = True
-            elif not isinstance(layer, SHAPE_ONLY):
-                binary = False
             acc.output_shape = tuple(out.shape[1:])
-            h = out
-        outs.append(h)
+        outs.append(np.asarray(out, dtype=np.float64))
     return Trace(len(x), accs, np.concatenate(outs))
 
 
@@ -194,7 +198,7 @@ def _synops_from(net: SpikingNetwork, tr: Trace) -> dict[str, Any]:
         if not isinstance(layer, SYNAPTIC):
             continue
         ops = acc.ops / tr.samples
-        dense = dense_macs(layer, acc.input_shape, acc.output_shape)
+        dense = dense_macs(layer, acc.input_shape, layer.output_shape(acc.input_shape))
         entry = {
             "index": i,
             "kind": layer.kind,

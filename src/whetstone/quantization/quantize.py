@@ -54,8 +54,16 @@ The report gives its ``scale`` so integer hardware can accumulate ``W_q z`` and 
 quantized; common practice for the last layer, whose output is the result itself). The
 ``Decode`` readout is integer already and never changes.
 
-The quantized network has the same primitives in the same order (``metadata["origin"]``
-stays valid); ``metadata["quantization"]`` records the bits, each layer's scale and mode.
+Graphs. A graph network (residual sums, concatenations) is quantized layer by layer with
+the same rules, "the ``Threshold`` after it" meaning the ``Threshold`` that is the layer's
+only reader and reads only it; integer-valuedness follows the edges (an ``Add`` or
+``Concat`` of integers is integer). A weighted layer read by an ``Add`` (the second
+convolution of a residual block) has no threshold of its own to absorb its scale and bias,
+so it is dequantized, ``(s W_q, b)``, like a layer before an average pool.
+
+The quantized network has the same primitives in the same order and the same sources
+(``metadata["origin"]`` stays valid); ``metadata["quantization"]`` records the bits, each
+layer's scale and mode.
 """
 
 from __future__ import annotations
@@ -67,7 +75,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from ..runtime import (
+    Add,
     Affine,
+    Concat,
     Conv2d,
     Decode,
     Flatten,
@@ -82,6 +92,10 @@ from ..runtime.primitives import Primitive
 
 if TYPE_CHECKING:
     from ..progress import Progress
+
+_INTEGER_PRESERVING = (Decode, Flatten, Unflatten, Upsample2d, Add, Concat)
+"""Primitives whose output is integer when their inputs are: copies and reshapes, the
+decode ``(4K - 2) a - sum(2K - 1)``, sums and concatenations."""
 
 MIN_BITS = 2
 MAX_BITS = 32
@@ -158,71 +172,76 @@ def quantize(net: SpikingNetwork, bits: int, integer_inputs: bool = False,
     readout_index = net.readout_index if net.readout in ("affine", "conv2d") else None
     layers: list[Primitive] = list(net.layers)
     report: list[dict[str, Any]] = []
-    integer = bool(integer_inputs)
-    i = 0
-    while i < len(layers):
-        layer = layers[i]
-        nxt = layers[i + 1] if i + 1 < len(layers) else None
+    consumers = net.consumers()
+    integer: dict[int, bool] = {-1: bool(integer_inputs)}  # value index -> integer-valued
+    folded: set[int] = set()  # Thresholds rewritten together with the layer they read
+
+    def threshold_after(i: int) -> int | None:
+        """The Threshold that is the only reader of layer ``i`` and reads only it."""
+        readers = consumers[i]
+        if len(readers) == 1 and isinstance(layers[readers[0]], Threshold):
+            return readers[0]
+        return None
+
+    for i, layer in enumerate(layers):
+        if i in folded:
+            continue
+        int_in = all(integer[j] for j in net.sources(i))
+        nxt = threshold_after(i)
         if i == readout_index and readout == "keep":
             report.append({"index": i, "kind": layer.kind, "readout": True,
                            "mode": "readout kept (weights not quantized)"})
-            i += 1
-            integer = False
+            integer[i] = False
             continue
         if isinstance(layer, (Affine, Conv2d)):
             w_q, scale = quantize_weights(layer.weight, bits)
             entry = {"index": i, "kind": layer.kind, "scale": scale,
                      "max_abs_weight": float(np.abs(layer.weight).max(initial=0.0))}
+            integer[i] = False
             if i == readout_index:
                 layers[i] = _with_weights(layer, w_q * scale, np.asarray(layer.bias))
                 entry.update(readout=True, mode="readout: integer weights, output scaled "
                              "back (y = scale * (W_q z) + b)")
-                report.append(entry)
-                i += 1
-                integer = False
-                continue
-            if isinstance(nxt, Threshold):
+            elif nxt is not None:
                 bias = np.asarray(layer.bias, np.float64).reshape(_bias_shape(layer))
-                theta = np.asarray(nxt.theta, np.float64)
+                theta = np.asarray(layers[nxt].theta, np.float64)  # type: ignore[attr-defined]
                 t = (theta - bias) / scale
-                if integer:
+                if int_in:
                     theta_q = _smallest_integer(t, scale, bias, theta)
                     entry["mode"] = "integer (exact)"
                 else:
                     theta_q = np.floor(t + 0.5)
                     entry["mode"] = "integer (threshold rounded: real inputs)"
                 layers[i] = _with_weights(layer, w_q, np.zeros(layer.bias.shape))
-                layers[i + 1] = Threshold(theta_q)
+                layers[nxt] = Threshold(theta_q)
                 entry["threshold_range"] = [float(theta_q.min()), float(theta_q.max())]
-                i += 2
-                integer = True
+                folded.add(nxt)
+                integer[nxt] = True
             else:
                 layers[i] = _with_weights(layer, w_q * scale, np.asarray(layer.bias))
-                entry["mode"] = "dequantized (no Threshold after it)"
-                i += 1
-                integer = False
+                entry["mode"] = "dequantized (no Threshold reads it alone)"
             report.append(entry)
             continue
         if isinstance(layer, SumPool2d):
-            if integer and isinstance(nxt, Threshold):
-                theta = np.asarray(nxt.theta, np.float64)
+            if int_in and nxt is not None:
+                theta = np.asarray(layers[nxt].theta, np.float64)  # type: ignore[attr-defined]
                 zero = np.zeros_like(theta)
                 layers[i] = SumPool2d(layer.kernel, layer.stride, layer.padding, 1.0)
-                layers[i + 1] = Threshold(
+                layers[nxt] = Threshold(
                     _smallest_integer(theta / layer.scale, layer.scale, zero, theta))
                 report.append({"index": i, "kind": layer.kind, "mode": "integer (exact)"})
-                i += 2
+                folded.add(nxt)
+                integer[i] = integer[nxt] = True
                 continue
-            integer = integer and layer.scale == 1.0
+            integer[i] = int_in and layer.scale == 1.0
         elif isinstance(layer, Threshold):
-            if integer:
+            if int_in:
                 layers[i] = Threshold(np.ceil(np.asarray(layer.theta, np.float64)))
-            integer = True
-        elif not isinstance(layer, (Decode, Flatten, Unflatten, Upsample2d)):  # pragma: no cover
+            integer[i] = True
+        elif isinstance(layer, _INTEGER_PRESERVING):
+            integer[i] = int_in
+        else:  # pragma: no cover
             raise TypeError(f"unknown primitive {type(layer).__name__}")
-        # Flatten, Unflatten, Upsample2d (copies) and Decode ((4K - 2) a - sum(2K - 1)) keep
-        # integers integer
-        i += 1
     metadata = copy.deepcopy(net.metadata)
     metadata["quantization"] = {
         "bits": int(bits),
@@ -233,7 +252,7 @@ def quantize(net: SpikingNetwork, bits: int, integer_inputs: bool = False,
         "readout_mode": readout,
         "layers": report,
     }
-    return SpikingNetwork(layers, metadata)
+    return SpikingNetwork(layers, metadata, net.inputs)
 
 
 def fake_quantize(net: SpikingNetwork, bits: int) -> SpikingNetwork:
@@ -248,7 +267,7 @@ def fake_quantize(net: SpikingNetwork, bits: int) -> SpikingNetwork:
         layers.append(layer)
     metadata = copy.deepcopy(net.metadata)
     metadata["fake_quantization"] = {"bits": int(bits)}
-    return SpikingNetwork(layers, metadata)
+    return SpikingNetwork(layers, metadata, net.inputs)
 
 
 def quantization_sweep(net: SpikingNetwork, x: np.ndarray, y: np.ndarray | None = None,
