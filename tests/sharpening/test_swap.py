@@ -413,3 +413,14 @@ def test_indexing_an_activation_is_a_use_that_is_refused():
 
     with pytest.raises(SharpenError, match="activation 'act'.*'getitem'"):
         sharpen(Index(), torch.rand(2, 4))
+
+
+def test_inplace_head_refusal_leaves_the_model_unchanged():
+    model = _mlp()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(32, 20)
+    with pytest.raises(SharpenError, match="classes=10"):
+        sharpen(model, x, calibration=[x], classes=10, width=40, inplace=True)
+    assert isinstance(model[2], nn.ReLU)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k

@@ -131,10 +131,10 @@ class PopulationHead:
             raise SharpenError(f"the output population needs width >= classes >= 1, got "
                                f"classes={self.classes}, width={self.width}")
 
-    def replace(self, model: nn.Module) -> str:
-        """Replace the head in place; returns the replaced module's name."""
-        graph_last = _last_parametrised(model)
-        name, module, node_users = graph_last
+    def target(self, model: nn.Module) -> tuple[str, nn.Linear]:
+        """The final ``Linear(in, classes)`` this head replaces (name, module), or a
+        :class:`SharpenError` saying why ``model`` has none."""
+        name, module, node_users = _last_parametrised(model)
         if not isinstance(module, nn.Linear):
             raise SharpenError(f"the model's last layer with parameters, {name!r}, is a "
                                f"{type(module).__name__}; the population head replaces a final "
@@ -147,6 +147,11 @@ class PopulationHead:
         if module.out_features != self.classes:
             raise SharpenError(f"the final Linear {name!r} has {module.out_features} outputs, "
                                f"but classes={self.classes}")
+        return name, module
+
+    def replace(self, model: nn.Module) -> str:
+        """Replace the head in place; returns the replaced module's name."""
+        name, module = self.target(model)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             linear = nn.Linear(module.in_features, self.width)
@@ -243,6 +248,8 @@ def sharpen(
         known = ", ".join(t.__name__ for t in ACTIVATIONS)
         raise SharpenError(f"{type(model).__name__} has no activation to swap (known: {known}; "
                            "register_activation adds types)")
+    if head is not None:
+        head.target(net)  # refuse before anything changes (the model itself when inplace)
     names = [s.name for s in sites]
     if calibration is not None:
         ceilings = {n: rules[n].ceiling(net.get_submodule(n)) for n in names}  # type: ignore[union-attr]
