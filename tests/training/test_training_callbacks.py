@@ -289,7 +289,7 @@ def test_resuming_with_other_callbacks_is_an_error_naming_both():
     ws.training.fit(model, loader, 1, optimizer, sharpener=sharpener, callbacks=[tally],
                     progress=False, checkpoint=states.append)
     with pytest.raises(ValueError, match=r"holds the callbacks \['ScheduledSharpener', "
-                                         r"'BatchTally'\], but fit was given "
+                                         r"'BatchTally'\], but the loop was given "
                                          r"\['ScheduledSharpener'\]"):
         ws.training.fit(model, loader, 2, optimizer, sharpener=sharpener, progress=False,
                         resume=states[-1])

@@ -30,8 +30,9 @@ A loop keeps its per-batch cost to a call per callback that overrides a per-batc
 
 from __future__ import annotations
 
+import copy
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -105,6 +106,34 @@ def overrides(callback: object, hook: str) -> bool:
 def callback_name(callback: object) -> str:
     """The name under which a callback's state is stored (its class's qualified name)."""
     return type(callback).__qualname__
+
+
+def callback_states(callbacks: Sequence[object]) -> list[dict[str, Any]]:
+    """Each callback's name and a copy of its ``state_dict()`` (``{}`` if it has none), in
+    order: what :attr:`~whetstone.training.LoopState.callbacks` holds."""
+    out = []
+    for cb in callbacks:
+        state_dict = getattr(cb, "state_dict", None)
+        state = copy.deepcopy(state_dict()) if state_dict is not None else {}
+        out.append({"callback": callback_name(cb), "state": state})
+    return out
+
+
+def load_callback_states(callbacks: Sequence[object], states: Sequence[dict[str, Any]]) -> None:
+    """Load :func:`callback_states` into ``callbacks``, which must be the same kinds in the
+    same order; raises :class:`ValueError` naming the difference."""
+    given = [callback_name(cb) for cb in callbacks]
+    saved = [s.get("callback") for s in states]
+    if given != saved:
+        raise ValueError(f"the state to resume holds the callbacks {saved}, but the loop was "
+                         f"given {given}; pass the same callbacks (fit's shorthands included) "
+                         "in the same order")
+    for cb, entry in zip(callbacks, states, strict=True):
+        load = getattr(cb, "load_state_dict", None)
+        if load is not None:
+            load(copy.deepcopy(entry["state"]))
+        elif entry["state"]:
+            raise ValueError(f"{callback_name(cb)} has saved state but no load_state_dict")
 
 
 class MetricsLogger(Callback):

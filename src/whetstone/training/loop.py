@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 import re
 import time
@@ -27,6 +26,8 @@ from .callbacks import (
     OnEpochRecord,
     StopWhenSharp,
     callback_name,
+    callback_states,
+    load_callback_states,
     overrides,
 )
 from .distill import Distillation
@@ -476,31 +477,3 @@ def _check_distinct(callbacks: Sequence[object]) -> None:
             raise ValueError(f"fit: the callback {callback_name(cb)} is given twice (as "
                              "sharpener= and in callbacks=?); give each callback once")
         seen.add(id(cb))
-
-
-def callback_states(callbacks: Sequence[object]) -> list[dict[str, Any]]:
-    """Each callback's name and a copy of its ``state_dict()`` (``{}`` if it has none), in
-    order: what :attr:`LoopState.callbacks` holds."""
-    out = []
-    for cb in callbacks:
-        state_dict = getattr(cb, "state_dict", None)
-        state = copy.deepcopy(state_dict()) if state_dict is not None else {}
-        out.append({"callback": callback_name(cb), "state": state})
-    return out
-
-
-def load_callback_states(callbacks: Sequence[object], states: Sequence[dict[str, Any]]) -> None:
-    """Load :func:`callback_states` into ``callbacks``, which must be the same kinds in the
-    same order; raises :class:`ValueError` naming the difference."""
-    given = [callback_name(cb) for cb in callbacks]
-    saved = [s.get("callback") for s in states]
-    if given != saved:
-        raise ValueError(f"fit: the state to resume holds the callbacks {saved}, but fit was "
-                         f"given {given}; pass the same callbacks (shorthands included) in the "
-                         "same order")
-    for cb, entry in zip(callbacks, states, strict=True):
-        load = getattr(cb, "load_state_dict", None)
-        if load is not None:
-            load(copy.deepcopy(entry["state"]))
-        elif entry["state"]:
-            raise ValueError(f"fit: {callback_name(cb)} has saved state but no load_state_dict")
