@@ -50,7 +50,8 @@ class Branchy(nn.Module):
                                   nn.MaxPool2d(3))  # 24x24 -> 8x8 spikes
         self.block = Residual(8)
         self.side = nn.Sequential(nn.Conv2d(8, 4, 1), nn.BatchNorm2d(4), SpikingBReLU())
-        self.pool = nn.AdaptiveAvgPool2d(1) if pool == "adaptive" else nn.AvgPool2d(2)
+        self.pool = {"adaptive": nn.AdaptiveAvgPool2d(1), "avg": nn.AvgPool2d(2),
+                     "or": nn.MaxPool2d(2)}[pool]
         width = (12 if concat else 8) * (1 if pool == "adaptive" else 16)
         self.fc = nn.Linear(width, 40)
         self.act = SpikingBReLU()
@@ -177,3 +178,34 @@ def test_residual_graph_exports_to_nir_and_reads_back(digits: torch.Tensor, tmp_
     concat = [layer.kind for layer in with_concat.layers].index("Concat")
     with pytest.raises(NIRExportError, match=rf"layer {concat} \(Concat of layers"):
         to_nir(with_concat, tmp_path / "concat.nir")
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_residual_graph_runs_in_norse_as_in_whetstone(digits: torch.Tensor, tmp_path: Path
+                                                      ) -> None:
+    """Norse's NIR importer sums the edges arriving at a node too: the residual graph gives
+    whetstone's float32 logits on every digit. (OR-pooling: Norse's importer maps no
+    AvgPool2d, chain or graph.)"""
+    pytest.importorskip("nir", reason="the 'nir' package (extra 'nir') is not installed")
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "interop"))
+    try:
+        from interop_runners import RUNNERS, ImporterMissing
+    finally:
+        sys.path.pop(0)
+    from whetstone.export import to_nir
+
+    net = to_spiking(calibrated(Branchy(concat=False, pool="or"), digits.float(), seed=1),
+                     digits[:4])
+    assert "Add" in [layer.kind for layer in net.layers]
+    to_nir(net, tmp_path / "residual.nir", target="norse")
+    try:
+        run = RUNNERS["norse"](tmp_path / "residual.nir")
+    except ImporterMissing as exc:
+        pytest.skip(str(exc))
+    x = digits.float().numpy()
+    out = run(x)
+    np.testing.assert_array_equal(out, rt.run(net, x, dtype=np.float32))
+    np.testing.assert_array_equal(out.argmax(1), rt.predict(net, x))

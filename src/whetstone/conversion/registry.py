@@ -93,6 +93,10 @@ class ConversionState:
         Raises:
             ConversionError: the known input shapes do not fit the primitive.
         """
+        while len(self.inputs) < len(self.layers):  # appended to layers directly: a chain
+            self.inputs.append((len(self.inputs) - 1,))
+            self.shapes.append(None)
+            self.current = len(self.inputs) - 1
         src = (self.current,) if sources is None else tuple(sources)
         ins = [self.shape_of(j) for j in src]
         shape = None
