@@ -155,11 +155,9 @@ def adaptive_avg_pool(state: ConversionState, where: str, name: str, output_size
     """``SumPool2d`` with windows ``(H / oh, W / ow)`` (stride the same) and
     ``scale = 1 / (kh kw)``: torch's adaptive average pooling when the map divides evenly
     (``output_size = 1``: the mean over the whole map, global average pooling). Needs the
-    input shape ``(C, H, W)``, known from the example input.
-
-    Exactness: torch divides each window's sum by ``kh kw``; the ``SumPool2d`` multiplies
-    it by ``scale``. Both are the correctly rounded mean when ``kh kw`` is a power of two;
-    otherwise they may differ in the last bit."""
+    input shape ``(C, H, W)``, known from the example input. Exact: torch divides each
+    window's sum by ``kh kw``, and so does the runtime for this scale
+    (:attr:`~whetstone.runtime.SumPool2d.divisor`)."""
     shape = state.shape
     if shape is None:
         raise ConversionError(f"{where}: adaptive average pooling needs the input shape; "

@@ -203,6 +203,11 @@ class SumPool2d(Primitive):
     (max-pooling of binary values: the sum is ``>= 0.5`` when any input spiked). With
     ``scale = 1 / (kh kw)`` it is average pooling. Input ``(C, H, W)``, output
     ``(C, H', W')``, ``H' = (H + top + bottom - kh) // sh + 1``.
+
+    Rounding: when ``scale`` is the float ``1 / d`` of an integer ``d >= 2``
+    (:attr:`divisor`) the runtime computes ``sum / d``, the correctly rounded mean, as
+    torch's average pooling does (``sum * float(1 / d)`` can differ from it in the last bit
+    when ``d`` is not a power of two).
     """
 
     kernel: tuple[int, int]
@@ -219,6 +224,15 @@ class SumPool2d(Primitive):
         if not np.isfinite(scale) or scale <= 0:
             raise ValueError(f"SumPool2d.scale must be positive and finite, got {self.scale}")
         object.__setattr__(self, "scale", scale)
+
+    @property
+    def divisor(self) -> int | None:
+        """``d`` when ``scale`` is the float nearest ``1 / d`` for an integer ``d >= 2``,
+        else ``None``."""
+        if self.scale >= 1.0:
+            return None
+        d = round(1.0 / self.scale)
+        return d if d >= 2 and 1.0 / d == self.scale else None
 
     def _output_shape(self, shapes: tuple[tuple[int, ...], ...]) -> tuple[int, ...]:
         shape = shapes[0]

@@ -184,12 +184,16 @@ def conv2d(layer: Conv2d, x: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def sum_pool2d(layer: SumPool2d, x: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """``(N, C, H, W) -> (N, C, H', W')``: window sums times ``scale``."""
+    """``(N, C, H, W) -> (N, C, H', W')``: window sums times ``scale`` (divided by
+    :attr:`SumPool2d.divisor` when the scale is ``1 / d``: torch's average pooling)."""
     if x.ndim != 4:
         raise ValueError(f"expects inputs of shape (N, C, H, W), got {x.shape}")
     view = _windows(x.astype(dtype, copy=False), layer.kernel, layer.stride, layer.padding)
     out = view.sum(axis=(-2, -1))
-    return out if layer.scale == 1.0 else out * dtype.type(layer.scale)
+    if layer.scale == 1.0:
+        return out
+    divisor = layer.divisor
+    return out / dtype.type(divisor) if divisor else out * dtype.type(layer.scale)
 
 
 def upsample2d(layer: Upsample2d, x: np.ndarray) -> np.ndarray:
