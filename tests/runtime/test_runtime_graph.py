@@ -262,3 +262,24 @@ def test_tampered_sources_fail_the_checksum(tmp_path: Path) -> None:
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(NetworkFileError, match="checksum mismatch"):
         SpikingNetwork.load(tmp_path / "bad.npz")
+
+
+def test_merge_shape_errors_at_run_time_name_the_layer() -> None:
+    net = SpikingNetwork([Flatten(), Add()], inputs=[(-1,), (0, -1)])
+    with pytest.raises(ValueError, match=r"layer 1 \(Add\): Add expects inputs of equal "
+                                         r"shape, got \(2, 4\), \(2, 2, 2\)"):
+        run(net, np.zeros((2, 2, 2)))
+    cat = SpikingNetwork([Flatten(), Concat()], inputs=[(-1,), (0, -1)])
+    with pytest.raises(ValueError, match=r"layer 1 \(Concat\): Concat expects inputs"):
+        run(cat, np.zeros((2, 2, 2)))
+
+
+def test_graph_in_float32_matches_float64_decisions() -> None:
+    rng = np.random.default_rng(6)
+    net = residual_net(rng)
+    x = (rng.random((16, 2, 4, 4)) * 2).astype(np.float32)
+    out32, spikes32 = run(net, x, record=True, dtype=np.float32)
+    out64 = run(net, x)
+    assert out32.dtype == np.float32
+    np.testing.assert_allclose(out32, out64, rtol=1e-5, atol=1e-5)
+    assert all(s.dtype == np.bool_ for s in spikes32)
