@@ -70,6 +70,8 @@ class Network:
     finetune_epochs: int
     sharpen_epochs: float
     lr: float = 1e-3
+    selection: str = ""
+    """How the fine-tuning plan was chosen (on the validation split)."""
 
     def config(self, seed: int) -> TrainConfig:
         config, _ = recipe_config(self.preset, self.recipe)
@@ -78,13 +80,16 @@ class Network:
 
 NETWORKS = {
     # the very ReLU network benchmarks.peers_conversion / peers_sinabs convert (same recipe)
-    "mnist-dense": Network("mnist-dense", "mnist-dense", None, {}, finetune_epochs=8,
-                           sharpen_epochs=3),
+    "mnist-dense": Network(
+        "mnist-dense", "mnist-dense", None, {}, finetune_epochs=16, sharpen_epochs=6,
+        selection="best validation binary accuracy of (lr, epochs, sharpening epochs) = "
+                  "(1e-3, 8, 3): 96.86 %, (3e-4, 8, 3): 96.06 %, (1e-3, 16, 6): 97.44 %"),
     # the small VGG of the optimizers study (Conv3x3 16,16,pool,32,32,pool, Dense 64, 40 out,
     # BatchNorm before every activation), trained 2 epochs as a ReLU network
     "mnist-small-cnn": Network("mnist-small-cnn", None, "mnist-small-cnn",
                                {"epochs": 2, "finetune_epochs": 0}, finetune_epochs=3,
-                               sharpen_epochs=2),
+                               sharpen_epochs=2,
+                               selection="one plan (the CPU budget); epoch chosen on val"),
 }
 
 
@@ -126,6 +131,7 @@ def finetune(sharp: nn.Module, net: Network, config: TrainConfig, train: Any, va
         raise RuntimeError(f"{net.label}: the network never became fully sharp")
     sharp.load_state_dict(best.pop("state"))
     return {"epochs": epochs, "sharpen_window_per_layer": window, "optimizer": "adam",
+            "selection": net.selection,
             "lr": net.lr, "lr_schedule": "cosine", "surrogate": "straight-through",
             "chosen_epoch": best["epoch"], "val_accuracy_binary": best["val_accuracy_binary"],
             "train_seconds": sum(r.epoch_time for r in history),
@@ -292,7 +298,13 @@ def section() -> list[str]:
                                  f"{t if t is not None else '> ' + str(m['sweep'][-1][0])} | "
                                  f"{_pct(dict(m['sweep'])[t]) if t is not None else 'never'}"
                                  f" (best {_pct(m['best_accuracy'])} at T = {m['best_T']}) |")
-            lines += ["", f"- {_env_line(res['environment'])}", ""]
+            plan = (f"- fine-tuning: Adam lr {f['lr']:g}, cosine, {f['epochs']} epochs, layers "
+                    f"sharpened bottom-up {f['sharpen_window_per_layer']:.3g} epochs each; "
+                    f"calibration on {s['calibration_samples']:,} training images, percentile "
+                    f"{s['percentile']:g}")
+            if f.get("selection"):
+                plan += f"; plan chosen on val: {f['selection']}"
+            lines += ["", plan, f"- {_env_line(res['environment'])}", ""]
     return lines
 
 
