@@ -244,3 +244,23 @@ def test_users_register_function_converters() -> None:
         assert net.metadata["origin"][-1] == "negative"
     finally:
         del FUNCTION_CONVERTERS[torch.negative]
+
+
+def test_a_sequential_of_residual_blocks_is_traced_given_an_example() -> None:
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 3, padding=1)
+            self.act = SpikingBReLU()
+
+        def forward(self, x):
+            return self.act(self.conv(x) + x)
+
+    model = _ready(nn.Sequential(SpikingBReLU(), Block(), Block(), nn.Flatten()))
+    x = _x()
+    net = _same(model, x)
+    assert [layer.kind for layer in net.layers].count("Add") == 2
+    assert net.metadata["origin"][:3] == ["0", "1.conv", "add"]
+    with pytest.raises(ConversionError, match=r"module 1 \(Block\): module type Block is not "
+                                              "supported.*when example_input is given"):
+        to_spiking(model)

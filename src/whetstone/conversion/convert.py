@@ -1,7 +1,8 @@
 """``to_spiking``: a fully sharpened model to a :class:`SpikingNetwork`.
 
 An ``nn.Sequential`` is walked in order (nested Sequentials flattened) and becomes a chain.
-Any other model is traced with ``torch.fx`` and becomes a graph (residual sums,
+Any other model, or a Sequential holding a module without a converter (a residual block)
+when an example input is given, is traced with ``torch.fx`` and becomes a graph (residual sums,
 concatenations: :mod:`.graph`; its functions and tensor methods: :mod:`.functions`); that
 needs an example input (for the shapes). Each module converts with the converter registered
 for its type (:mod:`.registry`, filled by :mod:`.layers`; users add types with
@@ -95,7 +96,8 @@ def to_spiking(model: nn.Module, example_input: Tensor | np.ndarray | None = Non
     Args:
         model: an ``nn.Sequential`` (nested Sequentials allowed) of the modules in the table
             of :mod:`whetstone.conversion.convert`, which becomes a chain; or any module
-            whose ``forward`` ``torch.fx`` traces (nested modules, residual sums,
+            (a Sequential with modules without a converter included, given
+            ``example_input``) whose ``forward`` ``torch.fx`` traces (nested modules, residual sums,
             concatenations, flattening: :mod:`whetstone.conversion.graph`), which becomes a
             graph. BatchNorm layers must be in eval mode.
         example_input: a batch ``(N, ...)`` the model takes: optional for an
@@ -122,6 +124,9 @@ def to_spiking(model: nn.Module, example_input: Tensor | np.ndarray | None = Non
             real values; an Upsample that is not nearest or has no integer scale_factor.
     """
     sequential = isinstance(model, nn.Sequential)
+    if sequential and example_input is not None and any(
+            converter_for(m) is None for _, m in _walk(model)):
+        sequential = False  # e.g. residual blocks inside: traced like any other model
     if not sequential and example_input is None:
         raise ConversionError(
             f"to_spiking needs example_input to convert {type(model).__name__}, which is not "
@@ -137,7 +142,9 @@ def to_spiking(model: nn.Module, example_input: Tensor | np.ndarray | None = Non
             if converter is None:
                 raise ConversionError(f"{state.where(m, name)}: module type "
                                       f"{type(m).__name__} is not supported by to_spiking "
-                                      "(register_converter adds one)")
+                                      "(register_converter adds one; a module built of "
+                                      "supported ones converts through torch.fx when "
+                                      "example_input is given)")
             converter(m, state, name)
     else:
         convert_traced(model, example_input, state)
