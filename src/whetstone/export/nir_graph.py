@@ -182,12 +182,7 @@ def _require_nir() -> Any:
 
 
 # ----------------------------------------------------------------------------- shapes
-
-def _out_shape(layer: Primitive, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """Batch-free output shape of the one-input ``layer`` for the batch-free input ``shape``
-    (the primitive's own :meth:`~whetstone.runtime.primitives.Primitive.output_shape`)."""
-    return layer.output_shape(shape)
-
+# (every primitive's output_shape; SpikingNetwork.shapes gives them for a whole network)
 
 def _trailing_unflatten(net: SpikingNetwork) -> set[int]:
     """Indices of the ``Unflatten`` primitives that end the network: from the last layer
@@ -364,13 +359,15 @@ def to_graph(net: SpikingNetwork, neuron: NeuronForm | None = None,
             importer's comparison and the pooling node.
 
     Returns:
-        The graph, nodes ``"input"``, ``"{i}_{kind}"`` per primitive, ``"output"``; its
+        The graph, nodes ``"input"``, ``"{i}_{kind}"`` per primitive (none for an ``Add``,
+        whose sources' edges go to its readers), ``"output"``, and the network's edges; its
         metadata records ``target``, ``dt``, ``neuron`` and the ``loading`` call.
 
     Raises:
-        NIRExportError: a primitive NIR 1.0 cannot express: an ``Upsample2d``, or an
-            ``Unflatten`` that is not among the network's last primitives (named in the
-            message); a scaled pooling for a target that maps no ``SumPool2d``.
+        NIRExportError: a primitive NIR 1.0 cannot express: an ``Upsample2d``, a
+            ``Concat``, or an ``Unflatten`` that is not among the network's last primitives
+            (named in the message); a scaled pooling for a target that maps no
+            ``SumPool2d``; a sum naming one node twice (``a + a``).
         ValueError: unknown ``target`` or ``neuron``, a ``neuron`` the target's importer
             reads wrong (the message says why), asymmetric padding, shapes that do not
             chain.
