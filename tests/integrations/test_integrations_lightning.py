@@ -167,10 +167,12 @@ def test_a_lightning_checkpoint_restores_the_sharpeners_state(tmp_path):
 
 def test_a_checkpoint_of_other_callbacks_is_refused():
     callback = SharpeningCallback(schedule())
-    state = SharpeningCallback(schedule(), Recorder()).state_dict()
-    with pytest.raises(ValueError, match="holds the callbacks"):
-        callback.load_state_dict(state)
-    assert callback.state_key != SharpeningCallback(schedule(), Recorder()).state_key
+    other = SharpeningCallback(ws.sharpening.SimpleSharpener(start_epoch=0))
+    with pytest.raises(ValueError, match=r"holds the callbacks \['SimpleSharpener'\], but "
+                                         r"the loop was given the stateful callbacks "
+                                         r"\['ScheduledSharpener'\]"):
+        callback.load_state_dict(other.state_dict())
+    assert callback.state_key != other.state_key
 
 
 def test_only_whetstone_callbacks_are_accepted():

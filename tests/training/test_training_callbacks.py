@@ -258,21 +258,25 @@ def test_callbacks_state_is_checkpointed_and_a_resumed_run_continues_identically
                         checkpoint=checkpoint, should_stop=lambda: next(batches) == 14)
     state = saved["loop"]
     assert (state.epoch, state.batch) == (2, 3)
+    # the stateful callbacks; the shorthands' stateless ones (MetricsLogger) need not match
     assert [c["callback"] for c in json.loads(saved["callbacks"])] == [
-        "ScheduledSharpener", "BatchTally", "MetricsLogger"]
+        "ScheduledSharpener", "BatchTally"]
 
-    # fresh objects: the callbacks get their state from the checkpoint alone
+    # fresh objects: the callbacks get their state from the checkpoint alone; an epoch line
+    # (a stateless callback the interrupted run did not have) changes nothing
+    lines: list[str] = []
     model3, optimizer3, sharpener3, tally3, loader3 = _parts()
     model3.load_state_dict(saved["model"])
     optimizer3.load_state_dict(saved["optimizer"])
     loader3.load_state_dict(state.loader)
     state.callbacks = json.loads(saved["callbacks"])
     resumed = ws.training.fit(model3, loader3, epochs, optimizer3, sharpener=sharpener3,
-                              callbacks=[tally3], run_dir=tmp_path / "resumed",
-                              progress=False, resume=state)
+                              callbacks=[tally3, EpochLines(epochs, lines.append)],
+                              run_dir=tmp_path / "resumed", progress=False, resume=state)
 
     assert tally3.state_dict() == tally.state_dict()
     assert tally3.batches == 24
+    assert [line.split(" loss")[0] for line in lines] == ["epoch 3/4", "epoch 4/4"]
     assert sharpener3.state_dict() == sharpener.state_dict()
     assert [r.sharpness for r in resumed] == [r.sharpness for r in full]
     assert [r.train_loss for r in resumed] == [r.train_loss for r in full]
@@ -289,8 +293,8 @@ def test_resuming_with_other_callbacks_is_an_error_naming_both():
     ws.training.fit(model, loader, 1, optimizer, sharpener=sharpener, callbacks=[tally],
                     progress=False, checkpoint=states.append)
     with pytest.raises(ValueError, match=r"holds the callbacks \['ScheduledSharpener', "
-                                         r"'BatchTally'\], but the loop was given "
-                                         r"\['ScheduledSharpener'\]"):
+                                         r"'BatchTally'\], but the loop was given the "
+                                         r"stateful callbacks \['ScheduledSharpener'\]"):
         ws.training.fit(model, loader, 2, optimizer, sharpener=sharpener, progress=False,
                         resume=states[-1])
 

@@ -134,11 +134,12 @@ class SharpeningCallback(pl.Callback):
 
     # -- state ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Every wrapped callback's name and ``state_dict()``, in order."""
+        """Every wrapped stateful callback's name and ``state_dict()``, in order."""
         return {"callbacks": callback_states(self.callbacks)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` (the same callbacks in the same order, or an error)."""
+        """Restore :meth:`state_dict` (the same stateful callbacks in the same order, or an
+        error naming both lists)."""
         load_callback_states(self.callbacks, copy.deepcopy(state_dict["callbacks"]))
 
     # -- helpers -------------------------------------------------------------------------

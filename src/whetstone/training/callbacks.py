@@ -108,32 +108,35 @@ def callback_name(callback: object) -> str:
     return type(callback).__qualname__
 
 
+def stateful(callbacks: Sequence[object]) -> list[object]:
+    """The callbacks that keep a state (those that implement ``state_dict``), in order."""
+    return [cb for cb in callbacks if overrides(cb, "state_dict")]
+
+
 def callback_states(callbacks: Sequence[object]) -> list[dict[str, Any]]:
-    """Each callback's name and a copy of its ``state_dict()`` (``{}`` if it has none), in
-    order: what :attr:`~whetstone.training.LoopState.callbacks` holds."""
-    out = []
-    for cb in callbacks:
-        state_dict = getattr(cb, "state_dict", None)
-        state = copy.deepcopy(state_dict()) if state_dict is not None else {}
-        out.append({"callback": callback_name(cb), "state": state})
-    return out
+    """The name and a copy of the ``state_dict()`` of each callback that keeps a state
+    (:func:`stateful`), in order: what :attr:`~whetstone.training.LoopState.callbacks`
+    holds. Stateless callbacks are left out, so a run may resume with others (a progress
+    line, a log) than it had."""
+    return [{"callback": callback_name(cb), "state": copy.deepcopy(cb.state_dict())}  # type: ignore[attr-defined]
+            for cb in stateful(callbacks)]
 
 
 def load_callback_states(callbacks: Sequence[object], states: Sequence[dict[str, Any]]) -> None:
-    """Load :func:`callback_states` into ``callbacks``, which must be the same kinds in the
-    same order; raises :class:`ValueError` naming the difference."""
-    given = [callback_name(cb) for cb in callbacks]
+    """Load :func:`callback_states` into ``callbacks``, whose stateful ones must be the same
+    kinds in the same order; raises :class:`ValueError` naming the difference."""
+    targets = stateful(callbacks)
+    given = [callback_name(cb) for cb in targets]
     saved = [s.get("callback") for s in states]
     if given != saved:
         raise ValueError(f"the state to resume holds the callbacks {saved}, but the loop was "
-                         f"given {given}; pass the same callbacks (fit's shorthands included) "
-                         "in the same order")
-    for cb, entry in zip(callbacks, states, strict=True):
+                         f"given the stateful callbacks {given}; pass the same ones (fit's "
+                         "sharpener= included) in the same order")
+    for cb, entry in zip(targets, states, strict=True):
         load = getattr(cb, "load_state_dict", None)
-        if load is not None:
-            load(copy.deepcopy(entry["state"]))
-        elif entry["state"]:
-            raise ValueError(f"{callback_name(cb)} has saved state but no load_state_dict")
+        if load is None:
+            raise ValueError(f"{callback_name(cb)} has a state_dict but no load_state_dict")
+        load(copy.deepcopy(entry["state"]))
 
 
 class MetricsLogger(Callback):

@@ -84,9 +84,10 @@ class LoopState:
     history: History = field(default_factory=History)
     """Records of the finished epochs."""
     callbacks: list[dict[str, Any]] | None = None
-    """The state of each of fit's callbacks at that moment, in their order (the sharpener
-    first): ``{"callback": class name, "state": callback.state_dict()}``; ``fit(...,
-    resume=state)`` loads them into its callbacks (``None``: the caller restores them)."""
+    """The state of each of fit's stateful callbacks (those with a ``state_dict``, the
+    sharpener first) at that moment, in their order: ``{"callback": class name, "state":
+    callback.state_dict()}``; ``fit(..., resume=state)`` loads them into its callbacks
+    (``None``: the caller restores them)."""
 
 
 @contextmanager
@@ -287,14 +288,14 @@ def fit(
     Checkpoints and exact resume: ``checkpoint`` is called with the :class:`LoopState` at
     every epoch end (after the learning-rate and sharpening schedules stepped and the record
     was logged) and when ``should_stop()`` (asked after every batch) returns True; then fit
-    raises :class:`TrainingInterrupted`. The state holds every callback's ``state_dict()``
-    (the sharpener's included). ``resume`` continues from such a state: the caller restores
-    the model, optimizer, scheduler, random generators and ``train_loader`` (its
-    ``load_state_dict`` with ``resume.loader``) first and passes the same callbacks (fit loads
-    their states from ``resume.callbacks``; where that is ``None`` the caller restores them
-    too); fit replays the data order of the batches already trained in the epoch without
-    training on them, keeps ``resume.history`` and rewrites ``run_dir/metrics.jsonl`` from
-    it.
+    raises :class:`TrainingInterrupted`. The state holds every stateful callback's
+    ``state_dict()`` (the sharpener's included). ``resume`` continues from such a state: the
+    caller restores the model, optimizer, scheduler, random generators and ``train_loader``
+    (its ``load_state_dict`` with ``resume.loader``) first and passes the same stateful
+    callbacks (fit loads their states from ``resume.callbacks``; where that is ``None`` the
+    caller restores them too); fit replays the data order of the batches already trained in
+    the epoch without training on them, keeps ``resume.history`` and rewrites
+    ``run_dir/metrics.jsonl`` from it.
 
     ``distributed`` (data-parallel training, :mod:`whetstone.training.distributed`): ``model``
     is a ``DistributedDataParallel`` copy and ``train_loader`` this rank's shard; the epoch's
