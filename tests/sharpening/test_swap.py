@@ -424,3 +424,16 @@ def test_inplace_head_refusal_leaves_the_model_unchanged():
     assert isinstance(model[2], nn.ReLU)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_large_batches_are_subsampled_and_the_percentile_stays_close():
+    from whetstone.sharpening import calibration
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 2, 1)).eval()
+    x = torch.randn(64, 1, 32, 32)  # 524,288 values per batch at the ReLU
+    exact = float(np.percentile(model[0](x).detach().numpy(), 99.0))
+    assert model[0](x).numel() > calibration.SAMPLES_PER_BATCH
+    scale = measure_scales(model, ["1"], [x], percentile=99.0)["1"]
+    assert scale == pytest.approx(exact, rel=0.02)
+    assert measure_scales(model, ["1"], [x], percentile=99.0)["1"] == scale  # seeded
