@@ -210,10 +210,11 @@ def sharpen(
             lambda_l, b / lambda_l`` (BatchNorm: ``gamma, beta``), consumers ``W <- W
             lambda_l`` (see :mod:`whetstone.sharpening.calibration`). ``None`` swaps without
             rescaling (every ``lambda_l = 1``).
-        classes, width: both given: the final ``Linear(in, classes)`` is replaced by
+        classes: with ``width``, the final ``Linear(in, classes)`` is replaced by
             ``Linear(in, width) -> SpikingBReLU -> SoftmaxDecode(key_generator(classes,
             width, overlapping, seed))`` with **new** weights (:class:`PopulationHead`).
-            Neither: the head is kept.
+            Neither given: the head is kept.
+        width: the output population's size (with ``classes``).
         percentile: ``p`` in ``(0, 100]``; 100 is the maximum.
         max_batches: use at most this many calibration batches.
         seed: the head's key and initial weights; the calibration's subsampling.
