@@ -276,11 +276,18 @@ def test_bad_neuron_and_asymmetric_padding_rejected() -> None:
 
 
 def test_nodes_built_with_keyword_arguments() -> None:
-    """Every ``nir.X(...)`` call of the exporter passes keyword arguments only."""
-    tree = ast.parse(inspect.getsource(nir_graph))
-    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
-             and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name)
-             and node.func.value.id == "nir" and node.func.attr[:1].isupper()]
+    """Every ``nir.X(...)`` / ``builder.nir.X(...)`` call of the exporter passes keyword
+    arguments only."""
+    from whetstone.export import writers
+
+    def is_nir(value: ast.expr) -> bool:
+        return (isinstance(value, ast.Name) and value.id == "nir") or (
+            isinstance(value, ast.Attribute) and value.attr == "nir")
+
+    calls = [node for module in (nir_graph, writers)
+             for node in ast.walk(ast.parse(inspect.getsource(module)))
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+             and is_nir(node.func.value) and node.func.attr[:1].isupper()]
     assert len(calls) >= 10
     for call in calls:
         assert not call.args, f"nir.{call.func.attr} built with positional arguments"

@@ -3,6 +3,10 @@
 - :mod:`.nir_graph`: :func:`to_nir` writes a :class:`~whetstone.runtime.SpikingNetwork` as
   a NIR graph (HDF5 that nir 1.0.4 to 1.0.8 read) for an importer ``target``: ``generic``,
   ``norse``, ``snntorch``, ``spikingjelly``, ``sinabs``; :func:`from_nir` reads it back.
+- :mod:`.writers` / :mod:`.readers`: the tables from runtime primitive to NIR node(s)
+  (:data:`NIR_WRITERS`, :func:`register_nir_writer`) and from NIR node type to primitive
+  (:data:`NIR_READERS`, :func:`register_nir_reader`), so a user's primitive or node type
+  needs no edit of whetstone.
 - :mod:`.targets`: :data:`TARGETS`, target name -> :class:`Target` (neuron form, time step,
   threshold comparison, pooling node, refused forms and the loading call that works in
   that importer). Whetstone's ``z = 1[x >= theta]`` is exported as NIR's
@@ -22,23 +26,36 @@
 
 from .errors import NIRExportError, NIRFileError
 from .nir_graph import (
-    NEURON_FORMS,
     THRESHOLD_CONVENTION,
-    exported_threshold,
     from_graph,
     from_nir,
     resolve,
-    restored_threshold,
     to_graph,
     to_nir,
     write_graph,
 )
+from .readers import NIR_READERS, NodeContext, register_nir_reader, restored_threshold
 from .targets import TARGET_NAMES, TARGETS, Target, get_target
+from .writers import (
+    NEURON_FORMS,
+    NIR_WRITERS,
+    NOT_EXPORTABLE,
+    GraphBuilder,
+    NodeSpec,
+    exported_threshold,
+    register_nir_writer,
+)
 
 __all__ = [
     "NEURON_FORMS",
     "NIRExportError",
     "NIRFileError",
+    "NIR_READERS",
+    "NIR_WRITERS",
+    "NOT_EXPORTABLE",
+    "GraphBuilder",
+    "NodeContext",
+    "NodeSpec",
     "TARGETS",
     "TARGET_NAMES",
     "THRESHOLD_CONVENTION",
@@ -47,6 +64,8 @@ __all__ = [
     "from_graph",
     "from_nir",
     "get_target",
+    "register_nir_reader",
+    "register_nir_writer",
     "resolve",
     "restored_threshold",
     "to_graph",

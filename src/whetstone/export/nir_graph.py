@@ -131,8 +131,6 @@ import numpy as np
 from ..runtime import (
     Add,
     Affine,
-    Concat,
-    Conv2d,
     Decode,
     Flatten,
     Primitive,
@@ -140,14 +138,19 @@ from ..runtime import (
     SumPool2d,
     Threshold,
     Unflatten,
-    Upsample2d,
 )
 from .errors import NIRExportError, NIRFileError
+from .readers import NodeContext, node_meta, read_node
 from .targets import Target, get_target
+from .writers import (
+    NEURON_FORMS,
+    NIR_WRITERS,
+    NOT_EXPORTABLE,
+    GraphBuilder,
+    NodeSpec,
+)
 
 NeuronForm = Literal["if", "threshold", "lif"]
-NEURON_FORMS: tuple[str, ...] = ("if", "threshold", "lif")
-"""The neuron node forms :func:`to_nir` writes (see the module doc)."""
 
 FORMAT = "whetstone-nir"
 FORMAT_VERSION = 2
@@ -166,10 +169,6 @@ THRESHOLD_CONVENTION_GE = (
     "exact theta in node metadata whetstone_theta"
 )
 
-_DECODE_MARK = "Decode"
-_NODE_METADATA = frozenset({"Affine", "SumPool2d", "Flatten", "IF", "LIF", "Threshold"})
-"""Node types that have ``metadata`` in every nir from 1.0.4 on; the marks of the others
-go to the graph metadata ``whetstone_nodes`` (JSON, node name -> marks)."""
 
 
 def _require_nir() -> Any:
@@ -183,6 +182,17 @@ def _require_nir() -> Any:
 
 # ----------------------------------------------------------------------------- shapes
 # (every primitive's output_shape; SpikingNetwork.shapes gives them for a whole network)
+
+def _describe(net: SpikingNetwork, i: int) -> str:
+    """A layer for a refusal: its kind, with its sources when it has several and its
+    parameters otherwise (``"Upsample2d, scale (2, 2)"``, ``"Concat of layers [0, -1]"``)."""
+    layer = net.layers[i]
+    if layer.arity != 1:
+        return f"{layer.kind} of layers {list(net.sources(i))}"
+    params = ", ".join(f"{k} {tuple(v) if isinstance(v, list) else v}"
+                       for k, v in layer.params().items())
+    return f"{layer.kind}, {params}" if params else layer.kind
+
 
 def _trailing_unflatten(net: SpikingNetwork) -> set[int]:
     """Indices of the ``Unflatten`` primitives that end the network: from the last layer
@@ -212,120 +222,7 @@ def _infer_input_shape(net: SpikingNetwork) -> tuple[int, ...]:
 
 # ----------------------------------------------------------------------------- arrays
 
-def _compact(arr: np.ndarray) -> np.ndarray:
-    """``arr`` as float32 when that is lossless, else float64 (a writable copy)."""
-    arr = np.asarray(arr)
-    as32 = arr.astype(np.float32)
-    if np.array_equal(as32.astype(arr.dtype), arr):
-        return as32
-    return arr.astype(np.float64)
-
-
-def exported_threshold(theta: np.ndarray | float) -> np.ndarray:
-    """``theta' = nextafter(float32(theta), -inf)``: for float32 ``v``,
-    ``v > theta'`` iff ``v >= float32(theta)`` (ties of whetstone's ``>=`` fire under NIR's
-    ``>``)."""
-    t32 = np.asarray(theta, dtype=np.float32)
-    return np.nextafter(t32, np.float32(-np.inf)).astype(np.float32)
-
-
-def restored_threshold(v_threshold: np.ndarray | float) -> np.ndarray:
-    """Inverse of :func:`exported_threshold`: ``nextafter(float32(theta'), +inf)``."""
-    t32 = np.asarray(v_threshold, dtype=np.float32)
-    return np.nextafter(t32, np.float32(np.inf)).astype(np.float32)
-
-
-def _scalar_if_uniform(arr: np.ndarray) -> np.ndarray:
-    flat = np.asarray(arr).reshape(-1)
-    return flat[:1].reshape(()) if flat.size and np.all(flat == flat[0]) else np.asarray(arr)
-
-
 # ----------------------------------------------------------------------------- export
-
-def _neuron_node(nir: Any, theta: np.ndarray, shape: tuple[int, ...], neuron: str,
-                 dt: float, fires_on: str) -> Any:
-    """One neuron node for ``Threshold(theta)`` over the batch-free ``shape``: ``IF(r =
-    1 / dt)``, ``LIF(tau = dt, r = 1, v_leak = 0)`` or ``Threshold``, with ``v_threshold``
-    for an importer firing on ``fires_on`` (see :mod:`whetstone.export.targets`). No
-    ``v_reset``: 0 is NIR's default and nir 1.0.4 has no such field."""
-    if fires_on == ">=":
-        thr = np.ascontiguousarray(np.broadcast_to(np.asarray(theta, dtype=np.float32), shape))
-    else:
-        thr = np.ascontiguousarray(np.broadcast_to(exported_threshold(theta), shape))
-    # HDF5 cannot compress 0-d datasets: theta goes flat, its shape as JSON
-    meta = {"whetstone_primitive": "Threshold",
-            "whetstone_theta": np.array(theta, copy=True).reshape(-1),
-            "whetstone_theta_shape": json.dumps(list(np.shape(theta)))}
-    ones = np.ones(shape, dtype=np.float32)
-    if neuron == "threshold":
-        return nir.Threshold(threshold=thr, metadata=meta)
-    if neuron == "if":
-        return nir.IF(r=np.full(shape, 1.0 / dt, dtype=np.float32), v_threshold=thr,
-                      metadata=meta)
-    if neuron == "lif":
-        return nir.LIF(tau=np.full(shape, dt, dtype=np.float32), r=ones,
-                       v_leak=np.zeros(shape, dtype=np.float32), v_threshold=thr, metadata=meta)
-    raise ValueError(f"neuron must be one of {NEURON_FORMS}, got {neuron!r}")
-
-
-def _symmetric(padding: tuple[int, int, int, int], where: str) -> np.ndarray:
-    top, bottom, left, right = padding
-    if top != bottom or left != right:
-        raise ValueError(f"{where}: padding {padding} (top, bottom, left, right) is asymmetric; "
-                         "NIR 1.0 pads both sides of a dimension equally")
-    return np.array([top, left], dtype=np.int64)
-
-
-def _ungroup(conv: Conv2d) -> np.ndarray:
-    """The grouped weight ``(Cout, Cin / G, kh, kw)`` as the equivalent dense weight
-    ``(Cout, Cin, kh, kw)``, zero outside the diagonal blocks:
-    ``W'[o, g(o) Cin / G + c] = W[o, c]``.
-
-    nir 1.0.x derives a Conv2d's input channels from ``weight.shape[1]``, ignoring
-    ``groups``, so a grouped node fails NIR's own type check on write and on read.
-    """
-    g = conv.groups
-    if g == 1:
-        return conv.weight
-    cout, cg, kh, kw = conv.weight.shape
-    og = cout // g
-    dense = np.zeros((cout, cg * g, kh, kw), dtype=conv.weight.dtype)
-    for i in range(g):
-        dense[i * og:(i + 1) * og, i * cg:(i + 1) * cg] = conv.weight[i * og:(i + 1) * og]
-    return dense
-
-
-def _regroup(weight: np.ndarray, groups: int) -> np.ndarray:
-    """Inverse of :func:`_ungroup` (checks the off-block weights are zero)."""
-    if groups == 1:
-        return weight
-    cout, cin = weight.shape[:2]
-    if cout % groups or cin % groups:
-        raise ValueError(f"{cout} x {cin} channels not divisible into {groups} groups")
-    og, cg = cout // groups, cin // groups
-    blocks = [weight[i * og:(i + 1) * og, i * cg:(i + 1) * cg] for i in range(groups)]
-    if np.count_nonzero(weight) != sum(np.count_nonzero(b) for b in blocks):
-        raise ValueError(f"weight is not block diagonal for {groups} groups")
-    return np.concatenate(blocks, axis=0)
-
-
-def _is_average(pool: SumPool2d) -> bool:
-    """Whether ``pool`` is an average pooling (``scale = 1 / (kh kw)``, kernel not 1x1)."""
-    return pool.scale == 1.0 / (pool.kernel[0] * pool.kernel[1]) and pool.scale != 1.0
-
-
-def _pool_as_conv(pool: SumPool2d, channels: int, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """Weight ``(C, C, kh, kw)`` (ones on the channel diagonal) and zero bias of the
-    ``Conv2d`` that computes the sum pooling ``pool`` (scale 1): exact on spikes, where every
-    product is 0 or 1 and every partial sum an integer."""
-    if pool.scale != 1.0:
-        raise NIRExportError(f"{where}: a pooling with scale {pool.scale} has no exact "
-                             "Conv2d form; this target maps no SumPool2d or Scale node")
-    weight = np.zeros((channels, channels, *pool.kernel), dtype=np.float32)
-    for c in range(channels):
-        weight[c, c] = 1.0
-    return weight, np.zeros(channels, dtype=np.float32)
-
 
 def resolve(target: str = "generic", neuron: str | None = None) -> tuple[Target, str, float]:
     """The :class:`~whetstone.export.targets.Target` called ``target``, the neuron form
@@ -376,20 +273,15 @@ def to_graph(net: SpikingNetwork, neuron: NeuronForm | None = None,
     settings, neuron, dt = resolve(target, neuron)
     trailing = _trailing_unflatten(net)
     for i, layer in enumerate(net.layers):
-        if isinstance(layer, Upsample2d):
-            raise NIRExportError(
-                f"layer {i} (Upsample2d, scale {layer.scale}): NIR 1.0 has no node for "
-                "nearest-neighbour upsampling, so this network cannot be exported to NIR")
         if isinstance(layer, Unflatten) and i not in trailing:
             raise NIRExportError(
                 f"layer {i} (Unflatten{layer.sizes}): NIR 1.0 has no reshape node; an "
                 "Unflatten exports only as the network's last primitive (dropped from the "
                 "graph, restored from its metadata), not before further layers")
-        if isinstance(layer, Concat):
-            raise NIRExportError(
-                f"layer {i} (Concat of layers {list(net.sources(i))}): NIR 1.0 has no "
-                "concatenation node (a sum of edges cannot place its inputs side by side), "
-                "so this network cannot be exported to NIR")
+        if not isinstance(layer, (Add, Unflatten)) and type(layer) not in NIR_WRITERS:
+            reason = NOT_EXPORTABLE.get(type(layer), "no NIR writer is registered for it "
+                                                     "(see register_nir_writer)")
+            raise NIRExportError(f"layer {i} ({_describe(net, i)}): {reason}")
     readout = net.readout_index
     shape = tuple(int(s) for s in input_shape) if input_shape is not None \
         else _infer_input_shape(net)
@@ -398,21 +290,8 @@ def to_graph(net: SpikingNetwork, neuron: NeuronForm | None = None,
         shapes = net.shapes(shape)
     except ValueError as exc:
         raise ValueError(f"the network does not take inputs of shape {shape}: {exc}") from exc
-    nodes: dict[str, Any] = {"input": nir.Input(input_type={"input": np.array(shape)})}
-    edges: list[tuple[str, str]] = []
-    key: np.ndarray | None = None
-
-    side: dict[str, dict[str, Any]] = {}
-
-    def add(name: str, node: Any, meta: dict[str, Any] | None = None) -> None:
-        # nir 1.0.4 has no metadata on Input, Output, Conv2d, AvgPool2d, Scale, Linear: a
-        # file with it there does not load, so those nodes' marks go to the graph metadata
-        if meta and type(node).__name__ in _NODE_METADATA:
-            node.metadata.update(meta)
-        elif meta:
-            side[name] = meta
-        nodes[name] = node
-
+    builder = GraphBuilder(nir, settings, neuron, dt)
+    builder.add("input", nir.Input(input_type={"input": np.array(shape)}))
     # outs[i]: the NIR nodes whose outputs sum to layer i's value (NIR sums the edges
     # arriving at a node, so an Add has no node of its own: its sources' edges go to each
     # of its readers)
@@ -423,14 +302,12 @@ def to_graph(net: SpikingNetwork, neuron: NeuronForm | None = None,
             raise NIRExportError(
                 f"{where}: reads the sum of {sources}, which names a node more than once; "
                 "NIR edges are a set (a sum like a + a has no edge form)")
-        edges.extend((src, entry) for src in sources)
+        builder.edges.extend((src, entry) for src in sources)
 
     unflatten: list[list[int]] = []
     for i, layer in enumerate(net.layers):
         where = f"layer {i} ({layer.kind})"
         srcs = net.sources(i)
-        shape = first if srcs[0] == -1 else shapes[srcs[0]]
-        out = shapes[i]
         if isinstance(layer, Add):
             outs[i] = [name for j in srcs for name in outs[j]]
             continue
@@ -438,71 +315,18 @@ def to_graph(net: SpikingNetwork, neuron: NeuronForm | None = None,
             unflatten.append(list(layer.sizes))
             outs[i] = outs[srcs[0]]
             continue
-        name = f"{i}_{layer.kind.lower()}"
-        entry = name
-        mark = {"whetstone_readout": net.readout} if i == readout else {}
-        if isinstance(layer, Affine):
-            add(name, nir.Affine(weight=_compact(layer.weight), bias=_compact(layer.bias)),
-                mark)
-        elif isinstance(layer, Decode):
-            key = np.array(layer.key, copy=True)
-            add(name, nir.Affine(weight=_compact(layer.weight), bias=_compact(layer.bias)),
-                {"whetstone_primitive": _DECODE_MARK, **mark})
-        elif isinstance(layer, Conv2d):
-            add(name, nir.Conv2d(
-                input_shape=(shape[1], shape[2]), weight=_compact(_ungroup(layer)),
-                stride=np.array(layer.stride, dtype=np.int64),
-                padding=_symmetric(layer.padding, where),
-                dilation=np.array(layer.dilation, dtype=np.int64),
-                groups=1, bias=_compact(layer.bias)),
-                {**({"whetstone_groups": int(layer.groups)} if layer.groups > 1 else {}),
-                 **mark})
-        elif isinstance(layer, SumPool2d) and settings.pool == "conv" \
-                and not _is_average(layer):
-            weight, bias = _pool_as_conv(layer, shape[0], where)
-            add(name, nir.Conv2d(
-                input_shape=(shape[1], shape[2]), weight=weight,
-                stride=np.array(layer.stride, dtype=np.int64),
-                padding=_symmetric(layer.padding, where),
-                dilation=np.array([1, 1], dtype=np.int64), groups=1, bias=bias),
-                {"whetstone_primitive": "SumPool2d", "whetstone_kernel": list(layer.kernel),
-                 **mark})
-        elif isinstance(layer, SumPool2d):
-            kernel = np.array(layer.kernel, dtype=np.int64)
-            stride = np.array(layer.stride, dtype=np.int64)
-            padding = _symmetric(layer.padding, where)
-            if _is_average(layer):
-                add(name, nir.AvgPool2d(kernel_size=kernel, stride=stride, padding=padding),
-                    mark)
-            elif layer.scale == 1.0:
-                add(name, nir.SumPool2d(kernel_size=kernel, stride=stride, padding=padding),
-                    mark)
-            else:
-                add(name, nir.SumPool2d(kernel_size=kernel, stride=stride, padding=padding))
-                add(f"{name}_scale", nir.Scale(
-                    scale=np.full(out, layer.scale, dtype=np.float64)), mark)
-                edges.append((name, f"{name}_scale"))
-                name = f"{name}_scale"
-        elif isinstance(layer, Flatten):
-            # start_dim = -n: the batch-free node of start_dim=0, and a batch-safe
-            # torch.nn.Flatten(-n, -1) in the importers (module doc)
-            add(name, nir.Flatten(input_type={"input": np.array(shape)},
-                                  start_dim=-len(shape), end_dim=-1))
-        elif isinstance(layer, Threshold):
-            node = _neuron_node(nir, layer.theta, shape, neuron, dt, settings.fires_on)
-            node.metadata.update(mark)
-            name = entry = f"{i}_{neuron}"
-            add(name, node)
-        else:  # pragma: no cover - SpikingNetwork admits only known primitives
-            raise TypeError(f"{where}: unknown primitive")
+        spec = NodeSpec(i, layer, f"{i}_{layer.kind.lower()}",
+                        first if srcs[0] == -1 else shapes[srcs[0]], shapes[i], where,
+                        {"whetstone_readout": net.readout} if i == readout else {})
+        entry, exit_ = NIR_WRITERS[type(layer)](builder, spec)
         connect(outs[srcs[0]], entry, where)
-        outs[i] = [name]
+        outs[i] = [exit_]
     last = len(net.layers) - 1
     before = last  # the graph ends with the values before the trailing Unflatten(s)
     while before in trailing:
         before = net.sources(before)[0]
     shape = first if before == -1 else shapes[before]
-    add("output", nir.Output(output_type={"output": np.array(shape)}))
+    builder.add("output", nir.Output(output_type={"output": np.array(shape)}))
     connect(outs[last], "output", "the output")
     metadata: dict[str, Any] = {
         "format": FORMAT,
@@ -519,13 +343,13 @@ def to_graph(net: SpikingNetwork, neuron: NeuronForm | None = None,
         "readout": net.readout,
         "whetstone_metadata": json.dumps(net.metadata, sort_keys=True),
     }
-    if key is not None:
-        metadata["class_key"] = key
+    if builder.key is not None:
+        metadata["class_key"] = builder.key
     if unflatten:
         metadata["whetstone_unflatten"] = json.dumps(unflatten)
-    if side:
-        metadata["whetstone_nodes"] = json.dumps(side, sort_keys=True)
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
+    if builder.side:
+        metadata["whetstone_nodes"] = json.dumps(builder.side, sort_keys=True)
+    return nir.NIRGraph(nodes=builder.nodes, edges=builder.edges, metadata=metadata)
 
 
 def _drop_defaults(tree: dict[str, Any]) -> dict[str, Any]:
@@ -607,125 +431,6 @@ def _chain(graph: Any) -> list[str]:
     if len(order) != len(graph.nodes):
         raise ValueError("the graph is not a single chain from its Input to its Output")
     return order
-
-
-def _ints(value: Any, n: int) -> tuple[int, ...]:
-    arr = np.asarray(value).reshape(-1)
-    if arr.size == 1:
-        arr = np.repeat(arr, n)
-    return tuple(int(v) for v in arr)
-
-
-def _meta(node: Any) -> dict[str, Any]:
-    meta = getattr(node, "metadata", None)
-    return meta if isinstance(meta, dict) else {}
-
-
-def _theta(node: Any, v_threshold: np.ndarray, ours: bool, fires_on: str) -> np.ndarray:
-    thr = np.asarray(v_threshold)
-    meta = _meta(node)
-    written = exported_threshold if fires_on == ">" else (
-        lambda t: np.asarray(t, dtype=np.float32))
-    exact = meta.get("whetstone_theta")
-    if exact is not None and "whetstone_theta_shape" in meta:
-        exact = np.asarray(exact).reshape(json.loads(str(meta["whetstone_theta_shape"])))
-        if np.array_equal(np.broadcast_to(written(exact), thr.shape), thr.astype(np.float32)):
-            return exact
-    if ours and fires_on == ">=":
-        return _scalar_if_uniform(thr.astype(np.float32))
-    if ours:
-        return _scalar_if_uniform(restored_threshold(thr))
-    # a foreign graph: NIR's v > v_threshold, exactly, in float64
-    return _scalar_if_uniform(np.nextafter(thr.astype(np.float64), np.inf))
-
-
-def _neuron(node: Any, kind: str, ours: bool, fires_on: str, dt: float | None) -> Threshold:
-    """``Threshold(theta)`` for a neuron node run one step of ``dt`` from ``v = 0``, which
-    must give ``v = x``: ``IF`` with ``r = 1 / dt``, ``LIF`` with ``tau = dt`` and ``r = 1``
-    (without a ``dt`` in the graph metadata: ``IF`` with ``r = 1``; ``LIF`` with ``r = 1``,
-    read as ``dt = tau``)."""
-    if kind == "Threshold":
-        return Threshold(_theta(node, node.threshold, ours, fires_on))
-    r = np.asarray(node.r)
-    if kind == "IF":
-        want = np.float32(1.0) if dt is None else np.float32(1.0 / dt)
-        if not np.all(r.astype(np.float32) == want):
-            raise ValueError(f"IF with r != 1 / dt = {want} is not supported (one step of dt "
-                             "must give v = x)")
-    else:
-        if not np.all(r == 1):
-            raise ValueError("LIF with r != 1 is not supported (one step needs v = x)")
-        if not np.all(np.asarray(node.v_leak) == 0):
-            raise ValueError("LIF with v_leak != 0 is not supported")
-        if dt is not None and not np.all(np.asarray(node.tau).astype(np.float32)
-                                         == np.float32(dt)):
-            raise ValueError(f"LIF with tau != dt = {dt} is not supported (one step of dt "
-                             "must give v = x)")
-    return Threshold(_theta(node, node.v_threshold, ours, fires_on))
-
-
-def _pool_from_conv(node: Any, meta: dict[str, Any]) -> SumPool2d:
-    """The sum pooling a ``Conv2d`` marked ``whetstone_primitive = SumPool2d`` stands for
-    (checks the ones-on-the-diagonal kernel and the zero bias)."""
-    weight, bias = np.asarray(node.weight), np.asarray(node.bias)
-    kernel = _ints(meta.get("whetstone_kernel", weight.shape[2:]), 2)
-    channels = weight.shape[0]
-    expected = np.zeros((channels, channels, *kernel))
-    for c in range(channels):
-        expected[c, c] = 1.0
-    if weight.shape != expected.shape or not np.array_equal(weight, expected) \
-            or np.any(bias != 0):
-        raise ValueError("marked as a SumPool2d but not a ones kernel on the channel diagonal "
-                         "with zero bias")
-    ph, pw = _ints(node.padding, 2)
-    return SumPool2d(kernel, _ints(node.stride, 2), (ph, ph, pw, pw), 1.0)
-
-
-def _primitive(node: Any, kind: str, meta: dict[str, Any], ours: bool, fires_on: str,
-               dt: float | None) -> Primitive:
-    """The primitive of one NIR node (not ``Input``, ``Output`` or ``Scale``)."""
-    if kind == "Affine":
-        weight, bias = np.asarray(node.weight), np.asarray(node.bias)
-        if meta.get("whetstone_primitive") == _DECODE_MARK:
-            decode = Decode((weight + 2.0) / 4.0)
-            if not (np.array_equal(decode.weight, weight) and np.array_equal(decode.bias, bias)):
-                raise ValueError("marked as a decode but not of the form 4K - 2, "
-                                 "-(2K - 1).sum(1)")
-            return decode
-        return Affine(weight, bias)
-    if kind == "Linear":
-        weight = np.asarray(node.weight)
-        return Affine(weight, np.zeros(weight.shape[0], dtype=weight.dtype))
-    if kind == "Conv2d" and meta.get("whetstone_primitive") == "SumPool2d":
-        return _pool_from_conv(node, meta)
-    if kind == "Conv2d":
-        if isinstance(node.padding, str):
-            raise ValueError(f"string padding {node.padding!r} is not supported")
-        ph, pw = _ints(node.padding, 2)
-        groups = int(node.groups)
-        weight = np.asarray(node.weight)
-        regroup = int(meta.get("whetstone_groups", 1))
-        if groups == 1 and regroup > 1:
-            weight, groups = _regroup(weight, regroup), regroup
-        return Conv2d(weight, np.asarray(node.bias), stride=_ints(node.stride, 2),
-                      padding=(ph, ph, pw, pw), dilation=_ints(node.dilation, 2), groups=groups)
-    if kind in ("SumPool2d", "AvgPool2d"):
-        kernel = _ints(node.kernel_size, 2)
-        ph, pw = _ints(node.padding, 2)
-        scale = 1.0 if kind == "SumPool2d" else 1.0 / (kernel[0] * kernel[1])
-        return SumPool2d(kernel, _ints(node.stride, 2), (ph, ph, pw, pw), scale)
-    if kind == "Flatten":
-        in_shape = node.input_type.get("input")
-        ndim = None if in_shape is None else len(np.asarray(in_shape))
-        start, end = int(node.start_dim), int(node.end_dim)
-        if start not in (0, -(ndim or 0)) or end not in (-1, (ndim or 0) - 1):
-            raise ValueError(f"only a Flatten of the whole batch-free shape (start_dim 0 or "
-                             f"-ndim, end_dim -1 or ndim - 1) is supported, got ({start}, "
-                             f"{end})")
-        return Flatten()
-    if kind in ("Threshold", "IF", "LIF"):
-        return _neuron(node, kind, ours, fires_on, dt)
-    raise ValueError("node type not supported")
 
 
 def _node_key(name: str) -> tuple[int, str]:
@@ -810,7 +515,7 @@ def from_graph(graph: Any) -> SpikingNetwork:
             marks = side.get(name) or {}
             if not isinstance(marks, dict):
                 raise ValueError("its whetstone_nodes entry is not a JSON object")
-            meta = {**_meta(node), **marks}
+            meta = {**node_meta(node), **marks}
             if kind == "Input":
                 value[name] = -1
             elif kind == "Output":
@@ -829,7 +534,8 @@ def from_graph(graph: Any) -> SpikingNetwork:
                 value[name] = src
             else:
                 src = source(name)
-                value[name] = append(_primitive(node, kind, meta, ours, fires_on, dt), (src,))
+                context = NodeContext(meta, ours, fires_on, dt)
+                value[name] = append(read_node(node, kind, context), (src,))
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{where}: {exc}") from exc
     if output is None:
