@@ -79,8 +79,8 @@ def main(argv: list[str] | None = None) -> None:
 
     run = load_run(args.run)
     model = run.model.eval()
-    net = to_spiking(model)
     test = load_split(run.config.dataset, "test", limit=args.test_limit)
+    net = to_spiking(model, test.x[:1])  # an example input: graph models are traced
     x, y = test.x, test.y.numpy()
     result: dict[str, Any] = {"study": "spiking", "label": args.label, "run": str(args.run),
                               "dataset": run.config.dataset, "environment": environment()}

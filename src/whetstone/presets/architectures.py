@@ -1,4 +1,5 @@
-"""Network builders for the presets: ordinary ``nn.Sequential`` models with sharpenable layers.
+"""Network builders for the presets: ``nn.Sequential`` chains, and a residual network
+(:class:`ResNet`, an ``nn.Module`` converted through ``torch.fx``), with sharpenable layers.
 
 Every hidden Dense/Conv is followed (optionally through BatchNorm) by a sharpenable
 activation. A classifier's output is an N-hot population of ``key.shape[1]`` sharpenable
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from ..nn.activations import Sharpenable, SpikingBReLU, SpikingSigmoid
@@ -132,6 +134,163 @@ def vgg_cnn(
     return nn.Sequential(*layers)
 
 
+SHORTCUTS = ("projection", "identity")
+"""How a :class:`BasicBlock` that changes the shape makes its shortcut: ``"projection"`` (a
+strided 1x1 convolution and BatchNorm of the block's input, the classic ResNet) or
+``"identity"`` (the spikes of the block's own strided first convolution: every shortcut is
+an identity, which the NIR importers that execute a graph in depth-first order, Norse's
+included, compute right)."""
+
+
+class BasicBlock(nn.Module):
+    """A residual basic block: ``act(BN(conv3x3(s)) + shortcut)`` with
+    ``s = act(BN(conv3x3(x)))``.
+
+    The first convolution has ``stride``. The shortcut is ``x`` when the shape is kept; when
+    it changes, a strided 1x1 convolution and BatchNorm of ``x`` (``shortcut =
+    "projection"``) or ``s`` itself (``"identity"``). The sum feeds the second activation,
+    so once sharp the block's output is ``1[a + b >= theta]`` of the two terms (the
+    converted graph's ``Add`` then ``Threshold``).
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1,
+                 act: Callable[[], nn.Module] = SpikingBReLU,
+                 shortcut: str = "identity") -> None:
+        super().__init__()
+        if shortcut not in SHORTCUTS:
+            raise ValueError(f"unknown shortcut {shortcut!r}; choose from {SHORTCUTS}")
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.act1 = act()
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.changes = stride != 1 or c_in != c_out
+        self.from_inner = self.changes and shortcut == "identity"
+        self.shortcut: nn.Module = nn.Identity()
+        if self.changes and shortcut == "projection":
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False),
+                                          nn.BatchNorm2d(c_out))
+        self.act2 = act()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The block's spike map (sharp) or bounded activations (sharpness below 1)."""
+        y = self.act1(self.bn1(self.conv1(x)))
+        skip = y if self.from_inner else self.shortcut(x)
+        return self.act2(self.bn2(self.conv2(y)) + skip)
+
+
+class ResNet(nn.Module):
+    """A small residual network for images (ResNet-8 style with the defaults), not a chain:
+
+    stem Conv3x3(``widths[0]``) -> BN -> act; per stage ``i`` ``blocks[i]`` basic blocks
+    (:class:`BasicBlock`) of width ``widths[i]``, the first of every stage after the first
+    with stride 2 and the ``shortcut`` of :data:`SHORTCUTS`; global sum pooling
+    (``AvgPool2d`` over the whole last map with ``divisor_override=1``: how many of each
+    channel's neurons spiked, an integer),
+    ``torch.flatten(x, 1)``, Linear(W) -> BatchNorm1d -> act, SoftmaxDecode(key). Input
+    ``(N, C, H, W)``.
+
+    The Linear after the pooling is an affine function of spike counts, so the converted
+    network (a graph :class:`~whetstone.runtime.SpikingNetwork` with ``Add`` layers, through
+    ``torch.fx``) computes exactly what the model computes. A sum rather than an average:
+    it converts to ``SumPool2d`` with scale 1, which NIR importers without an average
+    pooling (Norse) read; the BatchNorm after the Linear makes the scale immaterial to
+    training.
+    """
+
+    def __init__(self, key: Tensor, in_channels: int = 3, image_size: int = 32,
+                 widths: Sequence[int] = (16, 32, 64), blocks: Sequence[int] | None = None,
+                 act: Callable[[], nn.Module] = SpikingBReLU,
+                 shortcut: str = "identity") -> None:
+        super().__init__()
+        blocks = (1,) * len(widths) if blocks is None else blocks
+        if len(blocks) != len(widths):
+            raise ValueError(f"blocks gives {len(blocks)} stages, widths {len(widths)}: one "
+                             f"block count per stage")
+        self.stem = nn.Sequential(*_conv_block(in_channels, widths[0], 3, True, act))
+        stages: list[nn.Module] = []
+        c = widths[0]
+        for i, (w, n) in enumerate(zip(widths, blocks, strict=True)):
+            layers = [BasicBlock(c if j == 0 else w, w, 2 if (i > 0 and j == 0) else 1, act,
+                                 shortcut) for j in range(n)]
+            stages.append(nn.Sequential(*layers))
+            c = w
+        self.stages = nn.Sequential(*stages)
+        side = int(image_size)
+        for _ in widths[1:]:  # 3x3, stride 2, padding 1
+            side = (side - 1) // 2 + 1
+        self.pool = nn.AvgPool2d(side, divisor_override=1)
+        self.fc = nn.Linear(c, key.shape[1], bias=False)
+        self.bn = nn.BatchNorm1d(key.shape[1])
+        self.act = act()
+        self.decode = SoftmaxDecode(key)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Class scores of :class:`~whetstone.nn.SoftmaxDecode` for images ``x``."""
+        h = self.pool(self.stages(self.stem(x)))
+        return self.decode(self.act(self.bn(self.fc(torch.flatten(h, 1)))))
+
+
+def resnet(key: Tensor, in_channels: int = 3, image_size: int = 32,
+           widths: Sequence[int] = (16, 32, 64), blocks: Sequence[int] | None = None,
+           shortcut: str = "identity",
+           act: Callable[[], nn.Module] = SpikingBReLU) -> ResNet:
+    """The :class:`ResNet` of ``widths`` (channels per stage) and ``blocks`` (basic blocks
+    per stage, default one each); the defaults are ResNet-8 style (stem, three stages of one
+    block); ``shortcut`` (:data:`SHORTCUTS`) where a block changes the shape."""
+    return ResNet(key, in_channels, image_size, widths, blocks, act, shortcut)
+
+
+def import_function(spec: str) -> Callable[[], nn.Module]:
+    """The function ``package.module:function`` names, imported from the current directory
+    or ``PYTHONPATH`` (the current directory is searched first, as ``python -m`` does).
+
+    Raises :class:`~whetstone.presets.ConfigError` (field ``model.function``) naming the spec
+    when the module cannot be imported or has no such callable.
+    """
+    import importlib
+    import os
+    import sys
+
+    from .schema import ConfigError
+
+    module_name, _, name = spec.partition(":")
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.insert(0, here)
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # the user's module may raise anything while it is imported
+        why = " ".join(str(exc).split()) or type(exc).__name__
+        raise ConfigError(f"cannot import {module_name!r} for {spec!r} ({type(exc).__name__}: "
+                          f"{why}); run from the folder that holds it or add that folder to "
+                          f"PYTHONPATH", "model.function") from exc
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise ConfigError(f"module {module_name!r} ({getattr(module, '__file__', '?')}) has no "
+                          f"function {name!r}", "model.function")
+    return function
+
+
+def custom(key: Tensor | None = None, function: str = "",
+           act: Callable[[], nn.Module] | None = None) -> nn.Module:
+    """The model returned by the user's ``function`` (``package.module:function``, called
+    without arguments after torch is seeded with the run's seed).
+
+    For classification its output is the class scores ``(N, classes)``: end it in
+    :class:`~whetstone.nn.SoftmaxDecode` for a network whose converted form decides by the
+    N-hot key (an ``nn.Linear`` readout also converts, as an affine readout). The whetstone
+    ``key`` and ``act`` are not used: the function builds its own layers.
+    """
+    from .schema import ConfigError
+
+    model = import_function(function)()
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"{function} returned {type(model).__name__}, not a torch "
+                          f"nn.Module", "model.function")
+    return model
+
+
 AUTOENCODER_OUTPUTS = ("readout", "binary")
 """Endings of :func:`autoencoder`: a real-valued Linear readout, or binary output pixels."""
 
@@ -210,19 +369,34 @@ def segmentation_cnn(
     return nn.Sequential(*layers)
 
 
-ARCHITECTURES: dict[str, Callable[..., nn.Sequential]] = {
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "dense": dense,
     "whetstone-cnn": whetstone_cnn,
     "vgg-cnn": vgg_cnn,
+    "resnet": resnet,
+    "custom": custom,
     "autoencoder": autoencoder,
     "segmentation-cnn": segmentation_cnn,
 }
 """The builders by ``model.arch``; a classifier's takes the class key first."""
 
+ARCHITECTURE_INPUTS: dict[str, tuple[str, ...]] = {
+    "dense": ("in_features",),
+    "whetstone-cnn": ("in_channels", "image_size"),
+    "vgg-cnn": ("in_channels", "image_size"),
+    "resnet": ("in_channels", "image_size"),
+    "custom": (),
+    "autoencoder": ("in_features",),
+    "segmentation-cnn": ("in_channels", "image_size", "classes"),
+}
+"""The keywords of each builder that the data sets (input size, classes per pixel)."""
+
 ARCHITECTURE_TASKS: dict[str, str] = {
     "dense": "classification",
     "whetstone-cnn": "classification",
     "vgg-cnn": "classification",
+    "resnet": "classification",
+    "custom": "classification",
     "autoencoder": "reconstruction",
     "segmentation-cnn": "segmentation",
 }

@@ -13,20 +13,26 @@ from ..nn.surrogate import make_surrogate
 from ..sharpening.schedules import Sharpener, UniformAllocation, make_sharpener
 from ..tasks import Classification, Reconstruction, Segmentation, Task
 from ..training.distill import Distillation
-from .architectures import ARCHITECTURE_TASKS, ARCHITECTURES, activation_factory
+from .architectures import (
+    ARCHITECTURE_INPUTS,
+    ARCHITECTURE_TASKS,
+    ARCHITECTURES,
+    activation_factory,
+)
 from .config import TrainConfig
 from .schema import (
     ALLOCATIONS,
-    DATASET_CLASSES,
     DATASET_SHAPES,
     TEACHER_KEYS,
     ConfigError,
     check_teacher_table,
+    dataset_classes,
+    dataset_shape,
 )
 
 __all__ = ["ALLOCATIONS", "CLIP_GRAD_NORM", "DATASET_SHAPES", "DEFAULT_LR", "OPTIMIZERS",
            "TEACHER_KEYS", "TWIN", "build_distillation", "build_key", "build_lr_scheduler",
-           "build_model", "build_optimizer", "build_sharpener",
+           "build_model", "build_optimizer", "input_shape", "build_sharpener",
            "build_task", "check_device", "check_teacher",
            "conventional_twin", "epoch_span", "fit_schedule", "gradient_clip",
            "optimizer_arguments", "sharpenable_count", "sharpening_window"]
@@ -40,8 +46,15 @@ def build_key(config: TrainConfig) -> torch.Tensor:
                          seed=seed)
 
 
-def build_model(config: TrainConfig, plain: bool = False) -> nn.Sequential:
-    """The model of ``config``; ``plain=True`` swaps every sharpenable activation for ReLU."""
+def input_shape(config: TrainConfig) -> tuple[int, ...]:
+    """The batch-free input shape of ``config``'s data (the user's data file's for
+    ``dataset = "npz"``)."""
+    return dataset_shape(config.dataset, config.data_file)
+
+
+def build_model(config: TrainConfig, plain: bool = False) -> nn.Module:
+    """The model of ``config``; ``plain=True`` swaps every sharpenable activation for ReLU
+    (not for ``arch = "custom"``, whose function builds its own layers)."""
     spec = dict(config.model)
     arch = spec.pop("arch")
     try:
@@ -49,15 +62,13 @@ def build_model(config: TrainConfig, plain: bool = False) -> nn.Sequential:
     except KeyError:
         choices = sorted(ARCHITECTURES)
         raise ValueError(f"unknown architecture {arch!r}; choose from {choices}") from None
-    channels, height, width = DATASET_SHAPES[config.dataset]
+    shape = input_shape(config)
     act = activation_factory(config.activation, make_surrogate(config.surrogate), plain=plain)
-    if arch in ("dense", "autoencoder"):
-        spec.setdefault("in_features", channels * height * width)
-    else:
-        spec.setdefault("in_channels", channels)
-        spec.setdefault("image_size", height)
-    if arch == "segmentation-cnn":
-        spec.setdefault("classes", DATASET_CLASSES[config.dataset])
+    sizes = {"in_features": lambda: math.prod(shape), "in_channels": lambda: shape[0],
+             "image_size": lambda: shape[1],
+             "classes": lambda: dataset_classes(config.dataset, config.data_file)}
+    for keyword in ARCHITECTURE_INPUTS[arch]:
+        spec.setdefault(keyword, sizes[keyword]())
     torch.manual_seed(config.seed)
     if ARCHITECTURE_TASKS[arch] == "classification":
         return builder(build_key(config), act=act, **spec)
@@ -74,7 +85,8 @@ def build_task(config: TrainConfig) -> Task:
         return Reconstruction()
     if config.task == "segmentation":
         weight = float(config.task_options.get("background_weight", 1.0))
-        return Segmentation(classes=DATASET_CLASSES[config.dataset], background_weight=weight)
+        return Segmentation(classes=dataset_classes(config.dataset, config.data_file),
+                            background_weight=weight)
     raise ConfigError(f"unknown task {config.task!r}", "task")
 
 

@@ -95,13 +95,17 @@ class TrainConfig:
     """What the network learns (:data:`whetstone.tasks.TASKS`): ``"classification"`` (the key
     decode), ``"reconstruction"`` (an autoencoder) or ``"segmentation"`` (per-pixel
     classes); the architecture must serve it. ``key`` is read for classification only."""
+    data_file: dict[str, Any] = field(default_factory=dict)
+    """The user's own data (``dataset = "npz"``; empty otherwise): ``path`` of the ``.npz``
+    file (:mod:`whetstone.data.arrays`), its ``sha256`` (a changed file is refused when the
+    run is read again), the per-sample ``input_shape`` and the number of ``classes``."""
     precision: str = "float32"
     """Training precision: ``"float32"``, or ``"bf16"`` (each training step's forward and loss
     under bfloat16 autocast; parameters and evaluation stay float32; see
     :func:`whetstone.training.fit`)."""
 
     _OMITTED_AT_DEFAULT = {"precision": "float32", "task": "classification", "twin": False,
-                           "task_options": {}}
+                           "task_options": {}, "data_file": {}}
     """Fields added after run folders and result files were written: :meth:`to_dict` leaves
     them out at their default, so such a configuration still compares (and hashes) equal to
     one written before the field existed."""

@@ -120,6 +120,36 @@ def _cifar10_vgg_wide() -> TrainConfig:
     return config
 
 
+def _cifar10_resnet() -> TrainConfig:
+    """A small residual network for CIFAR-10 (issue 14; a graph, not a chain: it converts
+    through ``torch.fx``): a Conv3x3 stem and three stages of one basic block each, widths
+    64/128/256 (stride 2 from the second stage; where the shape changes the shortcut is the
+    block's own strided convolution's spikes, so every shortcut is an identity and Norse's
+    importer runs the graph right), global sum pooling, Dense 40 -> BatchNorm, key 10x40
+    disjoint
+    (:class:`~whetstone.presets.architectures.ResNet`). Adam with cosine decay, random
+    4-pixel shifts and mirroring; each of the 8 sharpenable layers sharpened bottom-up over 2
+    epochs from epoch 6 (fully binary after epoch 22), a straight-through gradient at
+    sharpness 1, 18 more epochs of the binary network. Sized for a GPU (40 epochs)."""
+    return TrainConfig(
+        name="cifar10-resnet",
+        dataset="cifar10",
+        model={"arch": "resnet", "widths": [64, 128, 256], "blocks": [1, 1, 1],
+               "shortcut": "identity"},
+        key={"classes": 10, "width": 40, "overlapping": False},
+        optimizer={"name": "adam", "lr": 1e-3},
+        schedule={"name": "scheduled", "start": 6, "duration": 2, "intermission": 0,
+                  "mode": "batch"},
+        surrogate="straight-through",
+        epochs=40,
+        lr_schedule="cosine",
+        augment="shift-4+flip",
+        batch_size=128,
+        val_every=2,
+        schedule_alternatives=_CNN_SCHEDULES,
+    )
+
+
 def _autoencoder(name: str, dataset: str, output: str = "readout") -> TrainConfig:
     """A dense autoencoder 784-512-128-512-784 (issue 12) trained beside its conventional
     twin: every hidden layer sharpenable, the 128-neuron code included (a binary code per
@@ -181,6 +211,7 @@ PRESETS: dict[str, TrainConfig] = {
     "fashion-cnn": _cnn("fashion-cnn", "fashion-mnist"),
     "cifar10-cnn": _cifar10_cnn(),
     "cifar10-vgg-wide": _cifar10_vgg_wide(),
+    "cifar10-resnet": _cifar10_resnet(),
     "mnist-autoencoder": _autoencoder("mnist-autoencoder", "mnist"),
     "fashion-autoencoder": _autoencoder("fashion-autoencoder", "fashion-mnist"),
     "mnist-autoencoder-binary": _autoencoder("mnist-autoencoder-binary", "mnist", "binary"),
@@ -202,6 +233,24 @@ POLICY_PRESETS: dict[str, Callable[[], Any]] = {"cartpole-dqn": _cartpole_dqn}
 """Reinforcement-learning presets (``whetstone train --preset NAME``): each gives a
 :class:`whetstone.rl.DQNConfig`; their runs are policy run folders
 (:mod:`whetstone.runs.policy`)."""
+
+
+def custom_base() -> TrainConfig:
+    """The recipe for the user's own ``--model``/``--data`` when no preset is named: Adam
+    (1e-3) with cosine decay, 10 epochs at batch 128, one epoch at sharpness 0, then each
+    sharpenable layer sharpened bottom-up over half an epoch, a straight-through gradient at
+    sharpness 1 (``--epochs`` scales the schedule to fit, ``--schedule-fit``)."""
+    return TrainConfig(
+        name="custom",
+        optimizer={"name": "adam", "lr": 1e-3},
+        schedule={"name": "scheduled", "start": 1.0, "duration": 0.5, "intermission": 0.0,
+                  "mode": "batch"},
+        surrogate="straight-through",
+        epochs=10,
+        lr_schedule="cosine",
+        batch_size=128,
+        schedule_alternatives=_DENSE_SCHEDULES,
+    )
 
 
 def get_preset(name: str) -> TrainConfig:

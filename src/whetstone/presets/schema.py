@@ -93,6 +93,12 @@ DATASET_TASKS: dict[str, tuple[str, ...]] = {
 }
 """The tasks each dataset can train (reconstruction needs only the images)."""
 
+USER_DATASET = "npz"
+"""``dataset`` of a configuration that trains on the user's own arrays (``data_file``)."""
+
+DATA_FILE_KEYS = ("path", "sha256", "input_shape", "classes")
+"""Keys of ``config.data_file`` (all required with ``dataset = "npz"``)."""
+
 ALLOCATIONS = ("bottom-up", "uniform")
 """Values of ``schedule.allocation``: how a schedule's model sharpness is spread over layers."""
 
@@ -143,6 +149,22 @@ def _show(value: Any) -> str:
     if isinstance(value, list | tuple):
         return f"the list {_repr.repr(list(value))}"
     return _repr.repr(value)
+
+
+def dataset_shape(dataset: str, data_file: Mapping[str, Any] | None = None
+                  ) -> tuple[int, ...]:
+    """The batch-free input shape of ``dataset`` (``(C, H, W)`` of a built-in dataset, the
+    recorded ``input_shape`` of the user's data file for ``"npz"``)."""
+    if dataset == USER_DATASET:
+        return tuple(int(s) for s in (data_file or {})["input_shape"])
+    return DATASET_SHAPES[dataset]
+
+
+def dataset_classes(dataset: str, data_file: Mapping[str, Any] | None = None) -> int:
+    """The number of classes of ``dataset`` (the user's data file's for ``"npz"``)."""
+    if dataset == USER_DATASET:
+        return int((data_file or {})["classes"])
+    return DATASET_CLASSES[dataset]
 
 
 def did_you_mean(name: Any, choices: Iterable[str]) -> str:
@@ -285,6 +307,17 @@ def _choice(*choices: str) -> Checker:
 
 # ---------------------------------------------------------------------------------- model
 
+def _function_spec(value: Any, field: str) -> None:
+    """``package.module:function``: dotted identifiers, a colon, an identifier."""
+    text = value if isinstance(value, str) else ""
+    module, _, name = text.partition(":")
+    parts = module.split(".") if module else []
+    if not (parts and name and all(p.isidentifier() for p in [*parts, name])):
+        raise ConfigError(f"must name a function as 'package.module:function', got "
+                          f"{_show(value)}", field)
+
+
+
 MODEL_KEYS: dict[str, dict[str, Checker]] = {
     "dense": {"in_features": _integer(1), "hidden": _int_list(0), "batchnorm": check_bool,
               "dropout": _number(0.0, 1.0, max_open=True)},
@@ -292,6 +325,9 @@ MODEL_KEYS: dict[str, dict[str, Checker]] = {
                       "batchnorm": check_bool},
     "vgg-cnn": {"in_channels": _integer(1), "image_size": _integer(1), "widths": _int_list(1),
                 "dense_width": _integer(1, MAX_WIDTH), "batchnorm": check_bool},
+    "resnet": {"in_channels": _integer(1), "image_size": _integer(1), "widths": _int_list(1),
+               "blocks": _int_list(1), "shortcut": _choice("projection", "identity")},
+    "custom": {"function": _function_spec},
     "autoencoder": {"in_features": _integer(1), "hidden": _int_list(0),
                     "code": _integer(1, MAX_WIDTH), "batchnorm": check_bool,
                     "output": _choice("readout", "binary")},
@@ -306,16 +342,23 @@ checks; the keys equal the builder's keywords other than ``key`` and ``act``."""
 
 
 def _pools(arch: str, spec: Mapping[str, Any]) -> int:
-    """Max-pooling stages of a convolutional architecture (0 for ``dense``)."""
+    """Max-pooling stages of a convolutional architecture (0 for ``dense`` and ``resnet``)."""
     if arch == "whetstone-cnn":
         return 2
     if arch in ("vgg-cnn", "segmentation-cnn"):
         default = (64, 128, 256) if arch == "vgg-cnn" else (8, 16, 32)
         return len(spec.get("widths", default))
-    return 0
+    return 0  # a ResNet's stride-2 convolutions (padding 1) leave at least 1x1
 
 
-def _check_model(model: Any, dataset: str) -> None:
+CUSTOM_ARCH = "custom"
+"""``model.arch`` of a model built by the user's function (``model.function``)."""
+
+CONVOLUTIONAL_INPUTS = ("in_channels", "image_size")
+"""Keywords that need ``(C, H, W)`` inputs."""
+
+
+def _check_model(model: Any, dataset: str, data_file: Mapping[str, Any] | None = None) -> None:
     spec = check_table(model, "model")
     if "arch" not in spec:
         raise ConfigError(f"missing; choose from {', '.join(sorted(MODEL_KEYS))}", "model.arch")
@@ -326,13 +369,45 @@ def _check_model(model: Any, dataset: str) -> None:
     for key, checker in known.items():
         if key in spec:
             checker(spec[key], f"model.{key}")
-    channels, height, width = DATASET_SHAPES[dataset]
+    if arch == CUSTOM_ARCH and "function" not in spec:
+        raise ConfigError("missing: the function that returns the model, as "
+                          "'package.module:function'", "model.function")
+    shape = dataset_shape(dataset, data_file)
+    if len(shape) != 3:
+        takes = set(inspect.signature(_architecture(arch)).parameters)
+        if takes & set(CONVOLUTIONAL_INPUTS):
+            raise ConfigError(f"architecture {arch!r} takes images (C, H, W); the data's "
+                              f"samples have shape {shape}", "model.arch")
+        expected = {"in_features": math.prod(shape), "classes": dataset_classes(dataset,
+                                                                               data_file)}
+        return _check_model_sizes(spec, dataset, expected)
+    channels, height, width = shape
     expected = {"in_features": channels * height * width, "in_channels": channels,
-                "image_size": height, "classes": DATASET_CLASSES[dataset]}
+                "image_size": height, "classes": dataset_classes(dataset, data_file)}
+    _check_model_sizes(spec, dataset, expected)
+    _check_pools(arch, spec, dataset, height, width)
+
+
+def _architecture(arch: str) -> Callable[..., Any]:
+    from .architectures import ARCHITECTURES
+
+    return ARCHITECTURES[arch]
+
+
+def _check_model_sizes(spec: Mapping[str, Any], dataset: str, expected: dict[str, int]) -> None:
     for key, value in expected.items():
         if key in spec and spec[key] != value:
             raise ConfigError(f"{dataset} gives {value}, got {_show(spec[key])} (leave it out: "
                               f"the dataset sets it)", f"model.{key}")
+
+
+def _check_pools(arch: str, spec: Mapping[str, Any], dataset: str, height: int,
+                 width: int) -> None:
+    if arch == "resnet":
+        stages = len(spec.get("widths", (16, 32, 64)))
+        if "blocks" in spec and len(spec["blocks"]) != stages:
+            raise ConfigError(f"one block count per stage: widths gives {stages} stages, "
+                              f"got {_show(spec.get('blocks'))}", "model.blocks")
     pools = _pools(arch, spec)
     if pools:
         if height // 2**pools < 1:
@@ -354,7 +429,7 @@ _KEY_CHECKS: dict[str, Checker] = {"classes": _integer(1), "width": _integer(1, 
                                    "seed": _optional(_integer(0, MAX_SEED))}
 
 
-def _check_key(key: Any, dataset: str) -> None:
+def _check_key(key: Any, dataset: str, data_file: Mapping[str, Any] | None = None) -> None:
     spec = check_table(key, "key")
     check_keys(spec, "key", _KEY_CHECKS, "the class key")
     for name in ("classes", "width"):
@@ -364,9 +439,10 @@ def _check_key(key: Any, dataset: str) -> None:
     for name, checker in _KEY_CHECKS.items():
         if name in spec:
             checker(spec[name], f"key.{name}")
-    if spec["classes"] != DATASET_CLASSES[dataset]:
-        raise ConfigError(f"{dataset} has {DATASET_CLASSES[dataset]} classes, got "
-                          f"{_show(spec['classes'])}", "key.classes")
+    classes = dataset_classes(dataset, data_file)
+    if spec["classes"] != classes:
+        raise ConfigError(f"{dataset} has {classes} classes, got {_show(spec['classes'])}",
+                          "key.classes")
     if spec["width"] < spec["classes"]:
         raise ConfigError(f"must be at least key.classes ({spec['classes']}): every class needs "
                           f"an output neuron, got {spec['width']}", "key.width")
@@ -575,7 +651,7 @@ def _check_names(config: TrainConfig) -> None:
     from .architectures import ACTIVATIONS
 
     check_text(config.name, "name")
-    check_name(config.dataset, "dataset", DATASET_SHAPES, "dataset")
+    check_name(config.dataset, "dataset", [*DATASET_SHAPES, USER_DATASET], "dataset")
     check_name(config.activation, "activation", ACTIVATIONS, "activation")
     if config.surrogate is not None:
         check_name(config.surrogate, "surrogate", ["none", *SURROGATES], "surrogate")
@@ -601,9 +677,10 @@ def _check_task(config: TrainConfig) -> None:
     from .architectures import ARCHITECTURE_TASKS
 
     check_name(config.task, "task", TASKS, "task")
-    if config.task not in DATASET_TASKS[config.dataset]:
-        raise ConfigError(f"{config.dataset} trains {', '.join(DATASET_TASKS[config.dataset])}"
-                          f", not {config.task}", "task")
+    tasks = DATASET_TASKS.get(config.dataset, ("classification",))
+    if config.task not in tasks:
+        raise ConfigError(f"{config.dataset} trains {', '.join(tasks)}, not {config.task}",
+                          "task")
     arch = config.model.get("arch") if isinstance(config.model, Mapping) else None
     if arch in ARCHITECTURE_TASKS and ARCHITECTURE_TASKS[arch] != config.task:
         raise ConfigError(f"architecture {arch!r} serves {ARCHITECTURE_TASKS[arch]}, not "
@@ -638,6 +715,40 @@ def _check_optimizer_builds(config: TrainConfig) -> None:
         raise ConfigError(str(exc), "optimizer") from exc
 
 
+def _sha256(value: Any, field: str) -> None:
+    """A sha256 digest: 64 lowercase hexadecimal digits."""
+    if not (isinstance(value, str) and len(value) == 64
+            and all(c in "0123456789abcdef" for c in value)):
+        raise ConfigError(f"must be the file's sha256 (64 lowercase hex digits), got "
+                          f"{_show(value)}", field)
+
+
+_DATA_FILE_CHECKS: dict[str, Checker] = {
+    "path": check_text,
+    "sha256": _sha256,
+    "input_shape": _int_list(1),
+    "classes": _integer(2, 2**20),
+}
+
+
+def check_data_file(config: TrainConfig) -> None:
+    """``data_file``: empty unless ``dataset = "npz"``, then every key of
+    :data:`DATA_FILE_KEYS` (path, sha256, per-sample input shape, classes)."""
+    spec = check_table(config.data_file, "data_file")
+    if config.dataset != USER_DATASET:
+        if spec:
+            raise ConfigError(f"only for dataset {USER_DATASET!r} (the user's own arrays); "
+                              f"{config.dataset} is built in", "data_file")
+        return
+    check_keys(spec, "data_file", DATA_FILE_KEYS, "the data file")
+    for key, checker in _DATA_FILE_CHECKS.items():
+        if key not in spec:
+            raise ConfigError(f"missing: dataset {USER_DATASET!r} needs the data file's "
+                              f"{', '.join(DATA_FILE_KEYS)} (whetstone train --data FILE "
+                              f"records them)", f"data_file.{key}")
+        checker(spec[key], f"data_file.{key}")
+
+
 def validate_config(config: TrainConfig) -> None:
     """Check every field and table of ``config``; raise :class:`ConfigError` at the first
     problem, naming the field.
@@ -666,9 +777,10 @@ def validate_config(config: TrainConfig) -> None:
     check_number(config.label_smoothing, "label_smoothing", 0.0, 1.0, max_open=True)
     _check_task(config)
     check_bool(config.twin, "twin")
-    _check_model(config.model, config.dataset)
+    check_data_file(config)
+    _check_model(config.model, config.dataset, config.data_file)
     if config.task == "classification":
-        _check_key(config.key, config.dataset)
+        _check_key(config.key, config.dataset, config.data_file)
     _check_optimizer(config.optimizer)
     _check_schedule(config.schedule)
     _check_alternatives(config.schedule_alternatives)

@@ -3,7 +3,15 @@ and exact resume), load it back, and keep the files derived from its model in st
 
 from .checkpoint import CheckpointError
 from .derived import StaleFileError, check_derived, convert_run, model_hash, spiking_network
-from .folder import Run, evaluate_run, load_run, load_split, seed_everything, train_run
+from .folder import (
+    Run,
+    evaluate_run,
+    load_data,
+    load_run,
+    load_split,
+    seed_everything,
+    train_run,
+)
 from .io import WeightsFileError, atomic_write_text, load_weights, save_weights
 from .transaction import RunFolderError
 
@@ -18,6 +26,7 @@ __all__ = [
     "convert_run",
     "evaluate_run",
     "load_run",
+    "load_data",
     "load_split",
     "load_weights",
     "model_hash",

@@ -68,16 +68,16 @@ def spiking_network(run_dir: str | Path, force: bool = False, rebuild: bool = Fa
 
 
 def run_input_shape(run_dir: str | Path) -> tuple[int, ...]:
-    """The batch-free input shape of a run's model: its dataset's ``(C, H, W)``, or a policy
-    run's observation shape."""
+    """The batch-free input shape of a run's model: its dataset's ``(C, H, W)`` (the user's
+    data file's recorded sample shape), or a policy run's observation shape."""
     from ..presets import TrainConfig
-    from ..presets.schema import DATASET_SHAPES
+    from ..presets.build import input_shape
     from .policy import PolicyConfig, is_policy_run
 
     config_file = Path(run_dir) / "config.json"
     if is_policy_run(run_dir):
         return tuple(PolicyConfig.from_dict(json.loads(config_file.read_text())).input_shape)
-    return tuple(DATASET_SHAPES[TrainConfig.load(config_file).dataset])
+    return input_shape(TrainConfig.load(config_file))
 
 
 def convert_run(run_dir: str | Path, out: str | Path, force: bool = False,

@@ -44,6 +44,7 @@ from ..presets.build import (
     gradient_clip,
 )
 from ..presets.config import TrainConfig
+from ..presets.schema import USER_DATASET
 from ..progress import Progress, as_progress, counter, iterate, stage
 from ..sharpening.allocation import (
     fully_sharpened,
@@ -125,6 +126,20 @@ def load_split(dataset: str, split: str, data_dir: str | Path | None = None,
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     return Split(to_float(images), labels.long())
+
+
+def load_data(config: TrainConfig, split: str, data_dir: str | Path | None = None,
+              limit: int | None = None) -> Split:
+    """``split`` of the data ``config`` trains on: a built-in dataset (:func:`load_split`), or
+    the user's arrays (``dataset = "npz"``, :mod:`whetstone.data.arrays`), whose file must
+    still have the sha256 the configuration recorded."""
+    if config.dataset == USER_DATASET:
+        from ..data.arrays import load_split_arrays
+
+        spec = config.data_file
+        x, y = load_split_arrays(spec["path"], split, sha256=spec["sha256"], limit=limit)
+        return Split(x, y)
+    return load_split(config.dataset, split, data_dir, limit)
 
 
 def eval_batch_size(task: Task) -> int:
@@ -268,9 +283,9 @@ def train_run(
     distillation = build_distillation(config)
     t_start = time.perf_counter()
     val_limit = val_limit if val_limit else test_limit
-    train = load_split(config.dataset, "train", data_dir, train_limit)
-    val = load_split(config.dataset, "val", data_dir, val_limit)
-    test = load_split(config.dataset, "test", data_dir, test_limit)
+    train = load_data(config, "train", data_dir, train_limit)
+    val = load_data(config, "val", data_dir, val_limit)
+    test = load_data(config, "test", data_dir, test_limit)
     if torch.device(device).type != "cpu":  # whole dataset on the accelerator: no copy per batch
         train, val, test = (Split(d.x.to(device), d.y.to(device)) for d in (train, val, test))
     limits = {"train_limit": train_limit, "val_limit": val_limit, "test_limit": test_limit,
@@ -492,7 +507,7 @@ class Run:
 
     path: Path
     config: TrainConfig
-    model: nn.Sequential
+    model: nn.Module
     history: History | None
 
 
@@ -599,7 +614,7 @@ def evaluate_run(
 
     run = load_run(path)
     task = build_task(run.config)
-    data = load_split(run.config.dataset, split, data_dir, limit)
+    data = load_data(run.config, split, data_dir, limit)
     loader = ArrayLoader(data.x, data.y, eval_batch_size(task))
     run.model.to(device)
     n = int(len(data.x))
@@ -645,7 +660,9 @@ def evaluate_run(
         from ..conversion import to_spiking
 
         model = run.model.cpu().eval()
-        net = to_spiking(model)
+        from ..presets.build import input_shape
+
+        net = to_spiking(model, torch.zeros((1, *input_shape(run.config))))
         exact = copy.deepcopy(model).double()
         meter, agreement = task.meter(), Agreement(task)
         what = "converted spiking network (numpy) against float64 torch"
