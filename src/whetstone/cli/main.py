@@ -60,6 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", default=None, help="TOML file (keys of TrainConfig, or 'preset')")
     t.add_argument("--recipe", default=None,
                    help="named recipe shipped with whetstone (see 'whetstone recipes')")
+    t.add_argument("--model", metavar="MODULE:FUNCTION", default=None,
+                   help="your own network: package.module:function returning an nn.Module "
+                        "(imported from the current folder or PYTHONPATH; for "
+                        "classification its output is the class scores, ending in a "
+                        "SoftmaxDecode for an N-hot spiking decision)")
+    t.add_argument("--data", metavar="FILE.npz", default=None,
+                   help="your own data: an .npz of x_train, y_train, x_test, y_test "
+                        "(optionally x_val, y_val); inputs uint8 or float, integer labels; "
+                        "the run records its path and sha256")
     t.add_argument("--out", default=None, help="run folder (default: runs/PRESET)")
     t.add_argument("--epochs", type=int,
                    help="epochs of the sharpening phase: the schedule must set every layer to "
@@ -161,13 +170,22 @@ def _config_from_args(args: argparse.Namespace) -> Any:
             args.config = str(shipped.get(args.recipe).path)
         except KeyError as exc:
             raise UsageError(f"--recipe: {exc.args[0]}") from None
-    if args.preset is None and args.config is None:
-        raise UsageError("give --preset NAME, --recipe NAME or --config FILE")
+    own = args.model is not None or args.data is not None
+    if args.preset is None and args.config is None and not own:
+        raise UsageError("give --preset NAME, --recipe NAME or --config FILE (or your own "
+                         "--model MODULE:FUNCTION and --data FILE.npz)")
     with _blame("--preset"):
         if args.preset is not None:
             get_preset(args.preset)  # checked first, so that its error names --preset
-    config = (TrainConfig.from_toml(args.config, preset=args.preset) if args.config is not None
-              else get_preset(args.preset))
+    if args.config is not None:
+        config = TrainConfig.from_toml(args.config, preset=args.preset)
+    elif args.preset is not None:
+        config = get_preset(args.preset)
+    else:
+        from ..presets.registry import custom_base
+
+        config = custom_base()
+    config = _own_model_and_data(config, args)
     if args.schedule:
         with _blame("--schedule"):
             config = config.with_schedule(args.schedule)
@@ -198,6 +216,43 @@ def _config_from_args(args: argparse.Namespace) -> Any:
     return config
 
 
+def _own_model_and_data(config: Any, args: argparse.Namespace) -> Any:
+    """``config`` with ``--data`` (dataset ``npz``: the file read and checked, its path,
+    sha256, sample shape and classes recorded; the class key sized to its classes) and
+    ``--model`` (``model.arch = "custom"`` with the function's spec; imported once here, so
+    that a wrong spec is refused before anything trains)."""
+    from ..presets.schema import USER_DATASET
+
+    if args.data is not None:
+        from ..data.arrays import describe
+
+        try:
+            info = describe(args.data)
+        except ValueError as exc:
+            raise UsageError(f"--data: {exc}") from None
+        width = int(config.key.get("width", info.classes))
+        overrides: dict[str, Any] = {
+            "dataset": USER_DATASET, "task": "classification",
+            "data_file": {"path": str(info.path), "sha256": info.sha256,
+                          "input_shape": list(info.input_shape), "classes": info.classes},
+            "key": {**config.key, "classes": info.classes, "width": max(width, info.classes)}}
+        if args.model is None and config.model.get("arch") != "custom":
+            overrides["model"] = {k: v for k, v in config.model.items()
+                                  if k not in ("in_features", "in_channels", "image_size")}
+        data = config.to_dict()
+        data.update(overrides)
+        with _blame("--data"):
+            config = type(config).from_dict(data)
+    if args.model is not None:
+        from ..presets.architectures import custom
+
+        with _blame("--model"):
+            config = config.merged({"model": {"arch": "custom", "function": args.model}})
+            custom(function=args.model)  # imported and called once: refused here, not later
+        config = config.merged({"name": args.model.partition(":")[2]})
+    return config
+
+
 def _print(result: dict[str, Any], as_json: bool, lines: list[str]) -> None:
     if as_json:
         print(json.dumps(result, indent=2))
@@ -213,7 +268,7 @@ RESUME_EXCLUDES = ("preset", "config", "out", "epochs", "finetune_epochs", "batc
                    "optimizer", "lr", "clip_grad_norm", "schedule", "surrogate", "lr_schedule",
                    "augment", "val_every", "train_limit", "val_limit", "test_limit", "teacher",
                    "distill_temperature", "distill_weight", "init_from_teacher", "precision",
-                   "seed", "sharpen_start", "sharpen_epochs", "schedule_fit")
+                   "seed", "sharpen_start", "sharpen_epochs", "schedule_fit", "model", "data")
 """``train`` options that ``--resume`` refuses: the interrupted run keeps its own."""
 
 

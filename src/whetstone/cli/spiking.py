@@ -141,27 +141,39 @@ def _convert(run_dir: str, path: Path | None, force: bool, converting: bool = Tr
 
 def _data(run_dir: str, dataset: str | None, split: str, limit: int | None,
           data_dir: str | None) -> tuple[Any, Any, str]:
-    from ..runs import load_split
+    """Inputs and labels (numpy) of ``split`` of ``dataset`` (else the run's own data: a
+    built-in dataset, or its data file, checked against the recorded sha256), and its name."""
+    from ..runs import load_data, load_split
 
     name = _dataset(run_dir, dataset)
-    data = load_split(name, split, data_dir, limit)
+    config = _config(run_dir)
+    data = (load_split(name, split, data_dir, limit) if name != config.dataset else
+            load_data(config, split, data_dir, limit))
     return data.x.numpy(), data.y.numpy(), name
+
+
+def _config(run_dir: str) -> Any:
+    """The run's :class:`~whetstone.presets.TrainConfig`."""
+    from ..presets import TrainConfig
+
+    return TrainConfig.load(_check_run(run_dir) / "config.json")
 
 
 def _dataset(run_dir: str, dataset: str | None) -> str:
     """The dataset a command runs the run's network on (``dataset``, else the run's own);
     :class:`UsageError` for a policy run or a dataset of another input shape."""
-    from ..presets import TrainConfig
+    from ..presets.build import input_shape
     from ..presets.schema import DATASET_SHAPES
     from ..runs.policy import is_policy_run
 
     if is_policy_run(_check_run(run_dir)):
         raise UsageError(f"{run_dir} is a reinforcement-learning policy: it has no dataset; "
                          f"'whetstone evaluate {run_dir}' runs it in its environment")
-    learned = TrainConfig.load(_check_run(run_dir) / "config.json").dataset
+    config = _config(run_dir)
+    learned = config.dataset
     name = dataset or learned
-    if DATASET_SHAPES[name] != DATASET_SHAPES[learned]:
-        shape = "x".join(map(str, DATASET_SHAPES[learned]))
+    if name != learned and DATASET_SHAPES[name] != input_shape(config):
+        shape = "x".join(map(str, input_shape(config)))
         other = "x".join(map(str, DATASET_SHAPES[name]))
         raise UsageError(f"--dataset {name}: the run learned {learned} ({shape} inputs); "
                          f"{name} has {other} inputs")
@@ -308,8 +320,7 @@ def _quantize_task(args: argparse.Namespace, net: Any, x: Any, y: Any, task: Any
 
 def cmd_export(args: argparse.Namespace) -> int:
     from ..export import resolve, to_nir
-    from ..presets import TrainConfig
-    from ..presets.build import DATASET_SHAPES
+    from ..runs.derived import run_input_shape
 
     options.check_output_file(args.nir, "--nir")
     try:
@@ -318,13 +329,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UsageError(f"--neuron {args.neuron} --target {args.target}: {exc}") from None
     net = _network(args.run, force=args.force, has_force=True,
                    progress=options.progress(args, "export"))
-    from ..runs.policy import PolicyConfig, is_policy_run
-
-    if is_policy_run(args.run):
-        config = PolicyConfig.from_dict(json.loads((Path(args.run) / "config.json").read_text()))
-        shape: tuple[int, ...] = config.input_shape
-    else:
-        shape = DATASET_SHAPES[TrainConfig.load(Path(args.run) / "config.json").dataset]
+    shape = run_input_shape(args.run)
     to_nir(net, args.nir, neuron=neuron, input_shape=shape, target=settings.name)
     return _emit({"nir": args.nir, "target": settings.name, "neuron": neuron, "dt": dt,
                   "loading": settings.loading, "batching": settings.batching}, args.json,
