@@ -194,6 +194,32 @@ def _describe(net: SpikingNetwork, i: int) -> str:
     return f"{layer.kind}, {params}" if params else layer.kind
 
 
+def _check_graph_support(net: SpikingNetwork, settings: Target) -> None:
+    """Refuse a graph network the target's importer would compute wrong
+    (:attr:`~whetstone.export.targets.Target.graphs`)."""
+    if net.is_chain or settings.graphs == "any":
+        return
+    if settings.graphs == "chains":
+        raise NIRExportError(
+            f"target {settings.name!r}: graph networks (sums or concatenations of branches) "
+            f"are not verified in {settings.importer}; export a chain, or use target "
+            "'norse' (identity shortcuts) or 'generic'")
+    ancestors: dict[int, set[int]] = {-1: set()}
+    for i in range(len(net.layers)):
+        ancestors[i] = {s for j in net.sources(i) for s in (j, *ancestors[j])}
+        srcs = net.sources(i)
+        if len(srcs) < 2:
+            continue
+        if not any(all(o == s or o in ancestors[s] for o in srcs) for s in srcs):
+            raise NIRExportError(
+                f"layer {i} ({net.layers[i].kind} of layers {list(srcs)}): "
+                f"{settings.importer} computes a sum of branches that each have their own "
+                "layers wrong (it evaluates nodes depth-first, so one branch is not yet "
+                f"computed when the sum is taken); target {settings.name!r} exports sums "
+                "where one source follows all the others (an identity shortcut); use "
+                "target 'generic' for this network")
+
+
 def _trailing_unflatten(net: SpikingNetwork) -> set[int]:
     """Indices of the ``Unflatten`` primitives that end the network: from the last layer
     back along its source while they are ``Unflatten``."""
@@ -282,6 +308,7 @@ def to_graph(net: SpikingNetwork, neuron: NeuronForm | None = None,
             reason = NOT_EXPORTABLE.get(type(layer), "no NIR writer is registered for it "
                                                      "(see register_nir_writer)")
             raise NIRExportError(f"layer {i} ({_describe(net, i)}): {reason}")
+    _check_graph_support(net, settings)
     readout = net.readout_index
     shape = tuple(int(s) for s in input_shape) if input_shape is not None \
         else _infer_input_shape(net)

@@ -68,6 +68,7 @@ from typing import Literal
 
 PoolForm = Literal["sumpool", "conv"]
 FiresOn = Literal[">", ">="]
+GraphSupport = Literal["any", "ordered-sums", "chains"]
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,13 @@ class Target:
             exact on spikes, for importers without ``SumPool2d``).
         loading: the exact loading call that works in the importer.
         batching: whether the imported module runs a batch ``(B, *input_shape)`` as is.
+        graphs: which graph networks (:attr:`~whetstone.runtime.SpikingNetwork.is_chain`
+            false) the importer computes right: ``"any"``; ``"ordered-sums"``: only those
+            where every sum has one source that all its other sources precede (an identity
+            shortcut: Norse 1.1.0 evaluates nodes depth-first, so a sum of two branches
+            that both have layers, such as a projection shortcut, is taken before one branch
+            is computed: silently wrong); ``"chains"``: none (graphs not verified there:
+            :func:`~whetstone.export.to_nir` refuses them).
     """
 
     name: str
@@ -102,6 +110,7 @@ class Target:
     loading: str
     batching: str
     notes: tuple[str, ...] = field(default=())
+    graphs: GraphSupport = "chains"
 
     def dt_for(self, neuron: str) -> float:
         """The file's ``dt`` for ``neuron``, or :class:`ValueError` saying why the importer
@@ -126,7 +135,7 @@ TARGETS: Mapping[str, Target] = MappingProxyType({
         loading="graph = nir.read(path); one forward-Euler step of dt = "
                 "graph.metadata['dt'] from v = 0 (IF: v = dt r x, LIF: v = dt / tau r x); "
                 "whetstone.export.from_nir(path) reads every form back exactly",
-        batching="the importer's (Flatten keeps a leading batch dimension)"),
+        batching="the importer's (Flatten keeps a leading batch dimension)", graphs="any"),
     "norse": Target(
         name="norse", importer="Norse 1.1.0 (nirtorch 2.6)",
         neuron="if", dt=MappingProxyType({"if": 1.0, "lif": 1e-3}),
@@ -135,7 +144,7 @@ TARGETS: Mapping[str, Target] = MappingProxyType({
         loading="module = norse.torch.from_nir(nir.read(path)); out, state = module(x) "
                 "(state None: from rest; the lif form assumes Norse's default dt = 1e-3, "
                 "pass dt=graph.metadata['dt'] if you change it)",
-        batching="batched"),
+        batching="batched", graphs="ordered-sums"),
     "snntorch": Target(
         name="snntorch", importer="snnTorch 1.0.0 (nirtorch 2.6)",
         neuron="lif", dt=MappingProxyType({"lif": 1e-4}),
