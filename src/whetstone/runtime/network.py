@@ -83,7 +83,9 @@ read, so a forged member count costs nothing)."""
 _NPY_HEAD_MAX = 4096
 """Most bytes of a member's ``.npy`` magic and header (numpy writes 128 for these arrays)."""
 _MAX_NDIM = 8
-_ARRAY_DTYPES = frozenset(np.dtype(f"{order}f{size}") for order in "<>" for size in (4, 8))
+_ARRAY_DTYPES = frozenset(np.dtype(f"{order}{kind}{size}") for order in "<>"
+                          for kind, sizes in (("f", (4, 8)), ("i", (1, 2, 4, 8)))
+                          for size in sizes)
 _END = struct.Struct("<4s4H2LH")  # end of central directory record, 22 bytes
 _END64_LOCATOR = struct.Struct("<4sLQL")  # zip64 end of central directory locator, 20 bytes
 _END64 = struct.Struct("<4sQ2H2L4Q")  # zip64 end of central directory record, 56 bytes
@@ -130,6 +132,16 @@ class SpikingNetwork:
             if not isinstance(layer, Primitive) or type(layer) not in PRIMITIVES.values():
                 raise TypeError(f"layer {i} is {type(layer).__name__}, not a runtime primitive")
         self.inputs = _checked_sources(self.layers, self.inputs)
+
+    @property
+    def is_integer(self) -> bool:
+        """True for an integer network (:func:`whetstone.quantization.to_integer`): every
+        ``Affine`` / ``Conv2d`` weight and bias and every ``Threshold`` holds an integer dtype
+        (a ``Decode`` is integer by construction, its weights ``4K - 2``), so that the whole
+        network is integer arithmetic on integer inputs."""
+        arrays = [arr for layer in self.layers if not isinstance(layer, Decode)
+                  for arr in layer.arrays().values()]
+        return bool(arrays) and all(np.issubdtype(a.dtype, np.integer) for a in arrays)
 
     @property
     def is_chain(self) -> bool:
@@ -259,7 +271,7 @@ class SpikingNetwork:
         header's layer list defines, stored uncompressed (``ZIP_STORED``, as
         :func:`numpy.savez` writes them) and unencrypted, their declared sizes together
         within the file's size, and each ``.npy`` header's dtype (``uint8`` for the header,
-        ``float32``/``float64`` for arrays) and shape must account for exactly the declared
+        ``float32``/``float64`` or ``int8``..``int64`` for arrays) and shape must account for exactly the declared
         member size. So a file can make :meth:`load` allocate no more than its own size (plus
         a copy per array while the primitives are built), and a compressed "zip bomb" or a
         member declaring terabytes is refused before anything is decompressed.
@@ -489,7 +501,7 @@ def _checked_sources(layers: list[Primitive], inputs: Iterable[Iterable[int]] | 
 def _read_npy(zf: zipfile.ZipFile, info: zipfile.ZipInfo,
               fail: Callable[[str], NetworkFileError], header: bool) -> np.ndarray:
     """Read one stored ``.npy`` member after checking its header: dtype ``uint8`` 1-D
-    (``header``) or ``float32``/``float64`` (arrays), C order, at most 8 dimensions, and
+    (``header``) or ``float32``/``float64``/``int8``..``int64`` (arrays), C order, at most 8 dimensions, and
     ``len(npy header) + prod(shape) * itemsize == declared member size``."""
     name = info.filename
     with zf.open(info) as member:
@@ -510,7 +522,7 @@ def _read_npy(zf: zipfile.ZipFile, info: zipfile.ZipInfo,
             raise fail(f"member {name!r}: bad .npy header: {exc}") from exc
         ok_dtype = dtype == np.uint8 if header else dtype in _ARRAY_DTYPES
         if not ok_dtype or (header and len(shape) != 1):
-            want = "uint8 (n,)" if header else "float32 or float64"
+            want = "uint8 (n,)" if header else "float32, float64 or int8..int64"
             raise fail(f"member {name!r}: .npy holds {dtype} {shape}; expected {want}")
         if fortran or len(shape) > _MAX_NDIM or any(d < 0 for d in shape):
             raise fail(f"member {name!r}: unsupported .npy layout (shape {shape}, "

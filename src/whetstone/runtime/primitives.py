@@ -24,10 +24,18 @@ from typing import Any, ClassVar
 import numpy as np
 
 
+INTEGER_DTYPES: tuple[np.dtype, ...] = tuple(np.dtype(t) for t in ("int8", "int16", "int32",
+                                                                     "int64"))
+"""Integer dtypes a primitive's arrays keep (the integer network of
+:func:`whetstone.quantization.to_integer`); any other dtype becomes float64 (float32 stays)."""
+
+
 def _frozen_array(value: Any, name: str, ndim: int | None = None) -> np.ndarray:
-    """A read-only C-contiguous float copy of ``value`` (float32 stays float32, else float64)."""
+    """A read-only C-contiguous copy of ``value``: float32 stays float32, the signed integer
+    dtypes of :data:`INTEGER_DTYPES` stay as they are, anything else becomes float64."""
     arr = np.asarray(value)
-    arr = np.array(arr, dtype=np.float32 if arr.dtype == np.float32 else np.float64,
+    keep = arr.dtype == np.float32 or arr.dtype in INTEGER_DTYPES
+    arr = np.array(arr, dtype=arr.dtype.newbyteorder("=") if keep else np.float64,
                    order="C", copy=True)
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")

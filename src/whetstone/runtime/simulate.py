@@ -364,6 +364,11 @@ def run(
 ) -> np.ndarray | tuple[np.ndarray, list[np.ndarray]]:
     """Apply the network (a chain or a graph) to the batch ``x`` ``(N, ...)``.
 
+    An integer network (:attr:`SpikingNetwork.is_integer`, from
+    :func:`whetstone.quantization.to_integer`) takes integer inputs ``x`` and returns int64:
+    its arithmetic is exact (integers below ``2^53`` in float64), so the result does not
+    depend on the summation order.
+
     Returns the last primitive's output as ``dtype``: the values of the network's readout
     (:attr:`~whetstone.runtime.SpikingNetwork.readout`): decode logits ``(N, C)``, the real
     values of an affine ``(N, out)`` or convolutional ``(N, C, H, W)`` readout, or the final
@@ -375,6 +380,9 @@ def run(
     batches.
     """
     x = np.asarray(x)
+    integer = net.is_integer
+    if integer:
+        _check_integer_run(x, dtype)
     ctx = Context(np.dtype(dtype), binary_affine)
     if x.ndim < 1:
         raise ValueError("x must be a batch (N, ...)")
@@ -388,9 +396,23 @@ def run(
         outs.append(out)
         spikes.append(rec)
     out = np.concatenate(outs) if len(outs) > 1 else outs[0]
+    if integer:
+        out = out.astype(np.int64)
     if not record:
         return out
     return out, [np.concatenate(layer) for layer in zip(*spikes, strict=True)]
+
+
+def _check_integer_run(x: np.ndarray, dtype: type[np.floating] | np.dtype) -> None:
+    """An integer network takes integer inputs and is computed in float64, where every
+    partial sum is an integer below ``2^53`` (:func:`whetstone.quantization.to_integer`
+    checks the bound), hence exact in any summation order."""
+    if not (np.issubdtype(x.dtype, np.integer) or x.dtype == np.bool_):
+        raise ValueError(f"an integer network takes integer inputs (e.g. uint8 pixels: "
+                         f"whetstone.quantization.integer_inputs converts), got {x.dtype}")
+    if np.dtype(dtype) != np.float64:
+        raise ValueError(f"an integer network is computed exactly in float64, not "
+                         f"{np.dtype(dtype)}")
 
 
 def _run_batch(net: SpikingNetwork, x: np.ndarray, record: bool, ctx: Context
