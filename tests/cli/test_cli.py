@@ -73,9 +73,25 @@ def test_spiking_commands_on_a_trained_run(tmp_path, capsys, mnist_ready):
     assert 0.0 < stats["total"]["density_mean"] < 1.0
     assert (out / "stats.png").is_file() and (out / "stats.json").is_file()
 
-    assert main(["quantize", str(out), "--bits", "16", "--limit", "300", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)["rows"]
-    assert rows[0]["agreement"] >= 0.99
+    assert main(["quantize", str(out), "--bits", "8", "16", "--limit", "300", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["rows"][1]["agreement"] >= 0.99
+    # the integer networks, written into the run folder and scored on the uint8 pixels
+    from whetstone.quantization import integer_inputs
+    from whetstone.runs import load_split
+    from whetstone.runtime import SpikingNetwork as Net
+    from whetstone.runtime import run as run_net
+
+    for row in result["integer"]:
+        path = out / f"spiking-int{row['bits']}.npz"
+        assert row["file"] == str(path) and path.is_file()
+        inet = Net.load(path)
+        assert inet.is_integer
+        assert row["weight_dtype"] == ("int8" if row["bits"] == 8 else "int16")
+        test = load_split("mnist", "test", limit=300)
+        pred = run_net(inet, integer_inputs(test.x.numpy())).argmax(1)
+        assert row["accuracy"] == pytest.approx(float((pred == test.y.numpy()).mean()))
+        assert abs(row["accuracy"] - result["rows"][1]["reference_accuracy"]) <= 0.02
 
     pytest.importorskip("nir", reason="the nir extra is not installed")
     assert main(["export", str(out), "--nir", str(tmp_path / "m.nir"), "--json"]) == 0

@@ -53,6 +53,9 @@ def add_parsers(sub: Any, add_common: Any) -> None:
                    help="one or more K in [2, 32]")
     q.add_argument("--limit", type=options.count)
     q.add_argument("--out", help="save the quantized network (one K only)")
+    q.add_argument("--no-integer", action="store_true",
+                   help="don't write the integer networks (RUN/spiking-intK.npz for every "
+                        "K <= 16: integer weights, thresholds and pixel inputs)")
     add_common(q)
 
     e = sub.add_parser("export", help="write the spiking network as a NIR graph")
@@ -268,7 +271,47 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     lines = [f"unquantized: {100 * rows[0]['reference_accuracy']:.2f} %"]
     lines += [f"{r['bits']:2d} bits: {100 * r['accuracy']:.2f} % "
               f"(same class as unquantized for {100 * r['agreement']:.2f} %)" for r in rows]
-    return _emit({"run": args.run, "rows": rows}, args.json, lines)
+    integer = [] if args.no_integer else _integer_networks(args.run, net, x, y, args.bits)
+    for r in integer:
+        lines.append(f"{r['bits']:2d} bits, integer network: "
+                     + (f"{100 * r['accuracy']:.2f} % on integer pixels, written to {r['file']}"
+                        if r.get("file") else f"not written: {r['reason']}"))
+    return _emit({"run": args.run, "rows": rows, "integer": integer}, args.json, lines)
+
+
+def _integer_networks(run_dir: str, net: Any, x: Any, y: Any, bits: list[int]
+                      ) -> list[dict[str, Any]]:
+    """Write ``RUN/spiking-int{K}.npz`` (:func:`whetstone.quantization.to_integer`) for every
+    ``K <= 16`` of ``bits`` and score it on the integer inputs; a network or data without an
+    integer form gets the reason instead."""
+    from ..quantization import MAX_INTEGER_BITS, integer_inputs, to_integer
+    from ..runtime import run as run_network
+
+    rows: list[dict[str, Any]] = []
+    try:
+        pixels = integer_inputs(x)
+    except ValueError as exc:
+        pixels, problem = None, f"the inputs are not pixels (uint8 / 255): {exc}"
+    for k in bits:
+        row: dict[str, Any] = {"bits": k}
+        rows.append(row)
+        if k > MAX_INTEGER_BITS:
+            row["reason"] = f"integer networks have at most {MAX_INTEGER_BITS}-bit weights"
+            continue
+        if pixels is None:
+            row["reason"] = problem
+            continue
+        try:
+            inet = to_integer(net, k)
+        except ValueError as exc:
+            row["reason"] = str(exc)
+            continue
+        path = _check_run(run_dir) / f"spiking-int{k}.npz"
+        inet.save(path)
+        pred = run_network(inet, pixels).argmax(axis=1)
+        row.update(file=str(path), accuracy=float((pred == y).mean()),
+                   weight_dtype=inet.metadata["integer"]["weight_dtype"])
+    return rows
 
 
 def _task(run_dir: str) -> Any:
