@@ -1,0 +1,187 @@
+"""onnxruntime as an engine of :func:`whetstone.runtime.run`: :func:`run_onnx`.
+
+The network's ONNX model (:func:`~whetstone.export.onnx.build_model`) is built in memory and
+loaded into one ``onnxruntime.InferenceSession`` (CPU) per network, real type, input shape
+and type, ``record`` flag and thread count; the sessions are cached while the network lives
+(a weak reference: collecting the network drops them) and rebuilt when its layers, sources
+or integer metadata change.
+
+Results. An integer network gives exactly the reference's integers (int64) and spikes. A
+float network in float64 computes the same real values as the reference up to the summation
+order of the matrix products (last-bit differences in real readouts; spikes differ only for
+a pre-activation within that rounding of its threshold); in float32 it differs from the
+float64 reference where float32 rounding decides, as the numpy engine in float32 does.
+"""
+
+from __future__ import annotations
+
+import json
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ...runtime import SpikingNetwork
+from .builder import FLOAT64
+from .model import build_model, integer_input, real_dtype
+
+if TYPE_CHECKING:
+    from ...progress import Progress
+
+
+@dataclass
+class _Entry:
+    """The sessions of one network, with what they were built from (kept alive here so that
+    an identity check cannot match a new object at a reused address)."""
+
+    layers: tuple[Any, ...]
+    inputs: Any
+    integer_meta: str
+    sessions: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+
+
+_ENTRIES: dict[int, _Entry] = {}
+_REFS: dict[int, weakref.ref[SpikingNetwork]] = {}
+
+
+def _onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("the onnxruntime engine needs onnxruntime: pip install "
+                          "'whetstone[onnx]'") from exc
+    return onnxruntime
+
+
+def _entry(net: SpikingNetwork) -> _Entry:
+    """The cache entry of ``net``, new when it changed since its sessions were built."""
+    key = id(net)
+    meta = json.dumps(net.metadata.get("integer"), sort_keys=True, default=str)
+    inputs = None if net.inputs is None else tuple(net.inputs)
+    entry = _ENTRIES.get(key)
+    ref = _REFS.get(key)
+    if (entry is None or ref is None or ref() is not net or entry.inputs != inputs
+            or entry.integer_meta != meta or len(entry.layers) != len(net.layers)
+            or any(a is not b for a, b in zip(entry.layers, net.layers, strict=True))):
+        entry = _Entry(tuple(net.layers), inputs, meta)
+        _ENTRIES[key] = entry
+        _REFS[key] = weakref.ref(net, lambda _r, k=key: (_ENTRIES.pop(k, None),
+                                                          _REFS.pop(k, None)))
+    return entry
+
+
+def session(net: SpikingNetwork, input_shape: tuple[int, ...], *,
+            dtype: Any = None, input_dtype: Any = None, record: bool = False,
+            threads: int | None = None) -> Any:
+    """The cached ``onnxruntime.InferenceSession`` of ``net`` for these settings (built on
+    first use; arguments as in :func:`~whetstone.export.onnx.build_model`). ``threads``:
+    onnxruntime's intra-op threads (``None``: its default, one per physical core)."""
+    ort = _onnxruntime()
+    real = real_dtype(net, dtype)
+    in_dtype = integer_input(net, input_dtype)[0] if net.is_integer else real
+    key = (real.str, in_dtype.str, tuple(input_shape), bool(record), threads)
+    entry = _entry(net)
+    if key not in entry.sessions:
+        model = build_model(net, dtype=real, input_shape=input_shape, input_dtype=in_dtype,
+                            record=record)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 0 if threads is None else int(threads)
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        entry.sessions[key] = ort.InferenceSession(model.SerializeToString(), options,
+                                                   providers=["CPUExecutionProvider"])
+    return entry.sessions[key]
+
+
+def _integer_x(net: SpikingNetwork, x: np.ndarray) -> np.ndarray:
+    """``x`` as the integer network's input type, checked against the input bound its
+    accumulators were sized for."""
+    if not (np.issubdtype(x.dtype, np.integer) or x.dtype == np.bool_):
+        raise ValueError(f"an integer network takes integer inputs (e.g. uint8 pixels: "
+                         f"whetstone.quantization.integer_inputs converts), got {x.dtype}")
+    dtype, bound = integer_input(net, None)
+    if x.size:
+        lo, hi = int(x.min()), int(x.max())
+        info = np.iinfo(dtype)
+        if lo < info.min or hi > info.max or max(abs(lo), abs(hi)) > bound:
+            raise ValueError(f"integer inputs span [{lo}, {hi}]; the network reads {dtype} "
+                             f"inputs of magnitude at most {bound} (metadata['integer']"
+                             f"['input_max'])")
+    return x.astype(dtype, copy=False)
+
+
+def run_onnx(
+    net: SpikingNetwork,
+    x: np.ndarray,
+    record: bool = False,
+    dtype: type[np.floating] | np.dtype | str | None = None,
+    batch_size: int = 1024,
+    threads: int | None = None,
+    progress: Progress | None = None,
+) -> np.ndarray | tuple[np.ndarray, list[np.ndarray]]:
+    """:func:`whetstone.runtime.run` computed by onnxruntime: the readout's values ``(N, ...)``
+    as ``dtype`` (int64 for an integer network), and with ``record=True`` the spikes of every
+    ``Threshold`` (bool arrays, layer order).
+
+    ``dtype``: float32 (default for a float network: the fast case) or float64; an integer
+    network is computed in integers (``dtype`` must be ``None`` or float64, as for the
+    reference). ``batch_size`` bounds the samples per session call, ``threads`` sets
+    onnxruntime's intra-op threads (``None``: its default). The session is built once per
+    network and settings (see the module doc).
+
+    Raises:
+        ValueError: a float input for an integer network, or integers beyond its input
+            bound; ``dtype`` other than float32 / float64.
+        ImportError: onnx or onnxruntime is missing (``pip install 'whetstone[onnx]'``).
+    """
+    x = np.asarray(x)
+    if x.ndim < 1:
+        raise ValueError("x must be a batch (N, ...)")
+    if net.is_integer:
+        if dtype is not None and np.dtype(dtype) != FLOAT64:
+            raise ValueError(f"an integer network is computed exactly in integers; dtype must "
+                             f"be None or float64, not {np.dtype(dtype)}")
+        x = _integer_x(net, x)
+        sess = session(net, x.shape[1:], input_dtype=x.dtype, record=record, threads=threads)
+        out_dtype = np.dtype(np.int64)
+    else:
+        real = real_dtype(net, dtype)
+        x = x.astype(real, copy=False)
+        sess = session(net, x.shape[1:], dtype=real, record=record, threads=threads)
+        out_dtype = real
+    name = sess.get_inputs()[0].name
+    outs: list[np.ndarray] = []
+    spikes: list[list[np.ndarray]] = []
+    starts: Iterable[int] = range(0, max(len(x), 1), max(1, int(batch_size)))
+    if progress is not None:
+        starts = progress.iterate(starts, desc="spiking network (onnxruntime)", unit="batch")
+    for start in starts:
+        got = sess.run(None, {name: np.ascontiguousarray(x[start:start + batch_size])})
+        outs.append(got[0])
+        spikes.append(got[1:])
+    out = (np.concatenate(outs) if len(outs) > 1 else outs[0]).astype(out_dtype, copy=False)
+    if not record:
+        return out
+    return out, [np.concatenate(layer) for layer in zip(*spikes, strict=True)]
+
+
+def onnx_engine(net: SpikingNetwork, x: np.ndarray, *, record: bool = False,
+                dtype: Any = None, batch_size: int = 1024, progress: Progress | None = None,
+                **options: Any) -> np.ndarray | tuple[np.ndarray, list[np.ndarray]]:
+    """The ``"onnxruntime"`` engine of :func:`whetstone.runtime.run` (its engine signature;
+    ``options`` may hold ``threads``): :func:`run_onnx`."""
+    threads = options.pop("threads", None)
+    if options:
+        raise TypeError(f"the onnxruntime engine takes no option(s) {', '.join(options)}")
+    return run_onnx(net, x, record=record, dtype=dtype, batch_size=batch_size,
+                    threads=threads, progress=progress)
+
+
+def clear_sessions() -> None:
+    """Drop every cached session."""
+    _ENTRIES.clear()
+    _REFS.clear()
