@@ -16,7 +16,9 @@ A converted Whetstone network is a list of primitives run in one time step:
   ``"affine"`` / ``"conv2d"`` readout, ``"spikes"``, ...; :data:`READOUTS`).
 - :mod:`.simulate`: :func:`run` (the readout's values, optionally the spikes of every layer)
   and :func:`predict` (argmax of the readout's scores: classes, actions, per-pixel classes);
-  the kernels are a table, :data:`KERNELS` (:func:`register_kernel` adds one).
+  the kernels are a table, :data:`KERNELS` (:func:`register_kernel` adds one), and so are
+  the engines, :data:`ENGINES` (``"numpy"``, the reference; ``"fast"``, numba, the extra
+  ``whetstone[fast]``; :func:`register_engine` adds one).
 
 Build one from a trained model with :func:`whetstone.conversion.to_spiking`.
 """
@@ -37,9 +39,23 @@ from .primitives import (
     Unflatten,
     Upsample2d,
 )
-from .simulate import KERNELS, Context, Kernel, kernel_for, predict, register_kernel, run, walk
+from .simulate import (
+    ENGINES,
+    KERNELS,
+    Context,
+    Engine,
+    Kernel,
+    engine_for,
+    kernel_for,
+    predict,
+    register_engine,
+    register_kernel,
+    run,
+    walk,
+)
 
 __all__ = [
+    "ENGINES",
     "INPUT",
     "KERNELS",
     "PRIMITIVES",
@@ -51,6 +67,7 @@ __all__ = [
     "Context",
     "Conv2d",
     "Decode",
+    "Engine",
     "Flatten",
     "Kernel",
     "NetworkFileError",
@@ -60,8 +77,10 @@ __all__ = [
     "Threshold",
     "Unflatten",
     "Upsample2d",
+    "engine_for",
     "kernel_for",
     "predict",
+    "register_engine",
     "register_kernel",
     "run",
     "walk",

@@ -54,6 +54,12 @@ weight) and few rows are read. Hence the ``auto`` rule: gather when ``W`` has at
 ``GATHER_MAX_ROWS`` times ``in`` rows, else matmul. In float64 both give identical results.
 Convolutions use im2col (a strided window view, copied to a matrix) and one matmul per
 group, over chunks of the batch to bound memory.
+
+Engines. :func:`run` and :func:`predict` dispatch through :data:`ENGINES` (name ->
+:data:`Engine`): ``"numpy"`` is the code above, the reference every other engine is tested
+against; ``"fast"`` is the numba engine of :mod:`whetstone.runtime.fast` (the optional extra
+``whetstone[fast]``, imported on first use); :func:`register_engine` adds more (the ONNX
+export registers ``"onnxruntime"``).
 """
 
 from __future__ import annotations
@@ -61,7 +67,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -353,21 +359,67 @@ def walk(net: SpikingNetwork, x: np.ndarray, ctx: Context
         yield i, inputs, out
 
 
+Engine = Callable[..., Any]
+"""``engine(net, x, *, record, dtype, batch_size, progress) -> output``: one way to compute
+:func:`run`. ``x`` is the whole input ``(N, ...)``; ``dtype`` is ``None`` for the engine's
+own default (numpy: float64); ``batch_size`` bounds the samples processed at once;
+``record=True`` asks for the spikes of every :class:`Threshold` as well (an engine that
+cannot record raises :class:`NotImplementedError` naming itself). Returns what :func:`run`
+returns."""
+
+ENGINES: dict[str, Engine] = {}
+"""Engine name -> engine (:data:`Engine`). ``"numpy"`` is the reference (this module);
+``"fast"`` the numba engine (:mod:`whetstone.runtime.fast`, the ``whetstone[fast]``
+extra, imported on first use); others register themselves with :func:`register_engine`."""
+
+
+def register_engine(name: str, fn: Engine) -> Engine:
+    """Make ``fn`` available as ``run(..., engine=name)`` (replacing an earlier entry of that
+    name); returns ``fn``."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"an engine name is a non-empty str, got {name!r}")
+    if not callable(fn):
+        raise TypeError(f"engine {name!r} must be callable, got {type(fn).__name__}")
+    ENGINES[name] = fn
+    return fn
+
+
+def _fast_engine(net: SpikingNetwork, x: np.ndarray, **kwargs: object
+                 ) -> np.ndarray | tuple[np.ndarray, list[np.ndarray]]:
+    """The numba engine, imported on first use (``pip install whetstone[fast]``)."""
+    try:
+        import numba  # noqa: F401
+    except ImportError as exc:
+        raise ImportError("engine 'fast' needs numba: pip install whetstone[fast]") from exc
+    from .fast import fast_engine
+
+    return fast_engine(net, x, **kwargs)  # type: ignore[arg-type]
+
+
+def engine_for(name: str) -> Engine:
+    """The engine registered as ``name``.
+
+    Raises:
+        ValueError: no engine has that name (the message lists the registered ones).
+    """
+    fn = ENGINES.get(name)
+    if fn is None:
+        raise ValueError(f"unknown engine {name!r}; registered engines: "
+                         f"{', '.join(sorted(ENGINES))}")
+    return fn
+
+
 def run(
     net: SpikingNetwork,
     x: np.ndarray,
     record: bool = False,
-    dtype: type[np.floating] | np.dtype = np.float64,
+    dtype: type[np.floating] | np.dtype | None = None,
     batch_size: int = 1024,
     binary_affine: BinaryAffine = "auto",
     progress: Progress | None = None,
+    engine: str = "numpy",
 ) -> np.ndarray | tuple[np.ndarray, list[np.ndarray]]:
     """Apply the network (a chain or a graph) to the batch ``x`` ``(N, ...)``.
-
-    An integer network (:attr:`SpikingNetwork.is_integer`, from
-    :func:`whetstone.quantization.to_integer`) takes integer inputs ``x`` and returns int64:
-    its arithmetic is exact (integers below ``2^53`` in float64), so the result does not
-    depend on the summation order.
 
     Returns the last primitive's output as ``dtype``: the values of the network's readout
     (:attr:`~whetstone.runtime.SpikingNetwork.readout`): decode logits ``(N, C)``, the real
@@ -376,14 +428,51 @@ def run(
     :class:`Threshold` in layer order, each a bool array ``(N, ...)`` (True where the neuron
     fired). ``batch_size`` bounds the samples processed at once (memory); ``binary_affine``
     forces the gather or matmul path for affine layers over spikes (results are identical in
-    float64). ``progress`` (a :class:`whetstone.progress.Progress`) shows a bar over the
-    batches.
+    float64; numpy engine only). ``progress`` (a :class:`whetstone.progress.Progress`) shows
+    a bar over the batches.
+
+    An integer network (:attr:`SpikingNetwork.is_integer`, from
+    :func:`whetstone.quantization.to_integer`) takes integer inputs ``x`` and returns int64:
+    its arithmetic is exact, so the result does not depend on the engine or the summation
+    order.
+
+    ``engine`` picks the implementation (:data:`ENGINES`): ``"numpy"``, the reference
+    (``dtype`` default float64), or ``"fast"`` (numba, ``dtype`` default float32; see
+    :mod:`whetstone.runtime.fast`), or any registered with :func:`register_engine`.
+
+    Raises:
+        ValueError: unknown ``engine``, or ``binary_affine`` given to another engine.
+        ImportError: ``engine="fast"`` without numba (``pip install whetstone[fast]``).
+        NotImplementedError: ``record=True`` with an engine that cannot record.
     """
+    fn = engine_for(engine)
+    if engine != "numpy":
+        if binary_affine != "auto":
+            raise ValueError(f"binary_affine is an option of the numpy engine, not {engine!r}")
+        return fn(net, x, record=record, dtype=dtype, batch_size=batch_size,
+                  progress=progress)
+    return fn(net, x, record=record, dtype=dtype, batch_size=batch_size,
+              binary_affine=binary_affine, progress=progress)
+
+
+def _numpy_engine(
+    net: SpikingNetwork,
+    x: np.ndarray,
+    *,
+    record: bool = False,
+    dtype: type[np.floating] | np.dtype | None = None,
+    batch_size: int = 1024,
+    binary_affine: BinaryAffine = "auto",
+    progress: Progress | None = None,
+) -> np.ndarray | tuple[np.ndarray, list[np.ndarray]]:
+    """The reference engine: the kernels of :data:`KERNELS`, layer by layer (see :func:`run`).
+    An integer network is computed in float64, exactly (see :func:`_check_integer_run`), and
+    its output returned as int64."""
     x = np.asarray(x)
     integer = net.is_integer
     if integer:
-        _check_integer_run(x, dtype)
-    ctx = Context(np.dtype(dtype), binary_affine)
+        _check_integer_run(x, np.float64 if dtype is None else dtype)
+    ctx = Context(np.dtype(np.float64 if dtype is None else dtype), binary_affine)
     if x.ndim < 1:
         raise ValueError("x must be a batch (N, ...)")
     outs: list[np.ndarray] = []
@@ -415,6 +504,10 @@ def _check_integer_run(x: np.ndarray, dtype: type[np.floating] | np.dtype) -> No
                          f"{np.dtype(dtype)}")
 
 
+ENGINES["numpy"] = _numpy_engine
+ENGINES["fast"] = _fast_engine
+
+
 def _run_batch(net: SpikingNetwork, x: np.ndarray, record: bool, ctx: Context
                ) -> tuple[np.ndarray, list[np.ndarray]]:
     recorded: list[np.ndarray] = []
@@ -425,11 +518,13 @@ def _run_batch(net: SpikingNetwork, x: np.ndarray, record: bool, ctx: Context
     return out.astype(ctx.dtype, copy=False), recorded
 
 
-def predict(net: SpikingNetwork, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+def predict(net: SpikingNetwork, x: np.ndarray, batch_size: int = 1024,
+            engine: str = "numpy", dtype: type[np.floating] | np.dtype | None = None
+            ) -> np.ndarray:
     """Argmax of the readout's scores over axis 1 (first maximum on ties, as
-    ``torch.argmax``): class indices ``(N,)`` for a decode or an affine readout (classes,
-    Q-values: the greedy action), per-pixel classes ``(N, H, W)`` for a convolutional
-    readout ``(N, C, H, W)``.
+    ``torch.argmax``), computed by ``engine`` in ``dtype`` (see :func:`run`): class indices
+    ``(N,)`` for a decode or an affine readout (classes, Q-values: the greedy action),
+    per-pixel classes ``(N, H, W)`` for a convolutional readout ``(N, C, H, W)``.
 
     Raises:
         ValueError: the network's readout is ``"spikes"`` or ``"identity"`` (a binary or
@@ -440,7 +535,7 @@ def predict(net: SpikingNetwork, x: np.ndarray, batch_size: int = 1024) -> np.nd
         what = "binary spikes" if net.readout == "spikes" else "its input, reshaped"
         raise ValueError(f"predict needs real-valued scores, but the network's readout is "
                          f"{net.readout!r} (its output is {what}); use run() for its output")
-    scores = run(net, x, batch_size=batch_size)
+    scores = run(net, x, batch_size=batch_size, engine=engine, dtype=dtype)
     assert isinstance(scores, np.ndarray)
     if scores.ndim < 2:
         raise ValueError(f"predict takes the argmax over axis 1; the output has shape "

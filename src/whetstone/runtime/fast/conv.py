@@ -1,0 +1,146 @@
+"""Convolution kernels of the fast engine (numba), channels-last.
+
+Layout. A sample is ``(H, W, C)`` (channels last) so that the ``Cout`` outputs of one pixel
+are contiguous. The weight ``W`` ``(Cout, Cin, kh, kw)`` is stored as ``w2``
+``(kh kw Cin, Cout)``, row ``r = (u kw + v) Cin + c`` holding the synapses from input
+channel ``c`` at window offset ``(u, v)`` to every output channel. ``geo`` is the int64
+array ``(kh, kw, sh, sw, top, left, dh, dw, H', W')``.
+
+Arithmetic (one output pixel ``(i, j)``, zero padding, groups = 1):
+
+``y[i, j, :] = b + sum_{u, v} sum_{c active at (i sh - top + u dh, j sw - left + v dw)}
+x[., ., c] w2[(u kw + v) Cin + c, :]``
+
+- :func:`conv_spikes`: binary inputs (uint8 0/1). Each sample's active channels are first
+  listed per input pixel (``cnt[p]``, ``idx[p, :cnt[p]]``); each output pixel then adds the
+  weight rows of the active inputs in its window (additions only, no multiply): an
+  event-driven convolution whose work is the number of synaptic events, ``sum over active
+  inputs of the outputs they reach`` (the SynOps of :mod:`whetstone.metrics`), gathered per
+  output so that the accumulator ``(Cout,)`` stays in L1.
+- :func:`conv_values`: real or integer inputs (the first layer, on pixels): the same loop
+  over the window, skipping zero inputs, adding ``x_c w2[r, :]``.
+
+Outputs: with ``fire`` the spikes ``z[i, j, :] = 1[y[i, j, :] >= theta[i, j, :]]`` (uint8,
+``(H', W', Cout)``, ties fire), else the values ``y``. Per output the terms are added in the
+order ``u, v, c`` in the accumulator's dtype (exact for integers in range). ``*_par``
+variants run the samples of a batch in parallel (``prange``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, nogil=True)
+def _store(acc: np.ndarray, theta: np.ndarray, z: np.ndarray, y: np.ndarray, i: int, j: int,
+           fire: bool) -> None:
+    """Write the accumulator of output pixel ``(i, j)``: spikes into ``z`` or values into ``y``."""
+    if fire:
+        for o in range(acc.shape[0]):
+            z[i, j, o] = 1 if acc[o] >= theta[i, j, o] else 0
+    else:
+        for o in range(acc.shape[0]):
+            y[i, j, o] = acc[o]
+
+
+@njit(cache=True, nogil=True)
+def spikes_sample(s: np.ndarray, w2: np.ndarray, b: np.ndarray, geo: np.ndarray,
+                  theta: np.ndarray, z: np.ndarray, y: np.ndarray, fire: bool) -> None:
+    """One sample ``s`` ``(H, W, Cin)`` of spikes; see the module doc."""
+    h, w, cin = s.shape
+    kh, kw, sh, sw, top, left, dh, dw, ho, wo = geo
+    cout = w2.shape[1]
+    cnt = np.zeros(h * w, np.int32)
+    idx = np.empty((h * w, cin), np.int32)
+    for yy in range(h):
+        for xx in range(w):
+            p = yy * w + xx
+            k = 0
+            for c in range(cin):
+                if s[yy, xx, c]:
+                    idx[p, k] = c
+                    k += 1
+            cnt[p] = k
+    acc = np.empty_like(b)
+    for i in range(ho):
+        for j in range(wo):
+            for o in range(cout):
+                acc[o] = b[o]
+            for u in range(kh):
+                iy = i * sh - top + u * dh
+                if iy < 0 or iy >= h:
+                    continue
+                for v in range(kw):
+                    ix = j * sw - left + v * dw
+                    if ix < 0 or ix >= w:
+                        continue
+                    p = iy * w + ix
+                    base = (u * kw + v) * cin
+                    for k in range(cnt[p]):
+                        r = base + idx[p, k]
+                        for o in range(cout):
+                            acc[o] += w2[r, o]
+            _store(acc, theta, z, y, i, j, fire)
+
+
+@njit(cache=True, nogil=True)
+def values_sample(x: np.ndarray, w2: np.ndarray, b: np.ndarray, geo: np.ndarray,
+                  theta: np.ndarray, z: np.ndarray, y: np.ndarray, fire: bool) -> None:
+    """One sample ``x`` ``(H, W, Cin)`` of real or integer values; see the module doc."""
+    h, w, cin = x.shape
+    kh, kw, sh, sw, top, left, dh, dw, ho, wo = geo
+    cout = w2.shape[1]
+    acc = np.empty_like(b)
+    for i in range(ho):
+        for j in range(wo):
+            for o in range(cout):
+                acc[o] = b[o]
+            for u in range(kh):
+                iy = i * sh - top + u * dh
+                if iy < 0 or iy >= h:
+                    continue
+                for v in range(kw):
+                    ix = j * sw - left + v * dw
+                    if ix < 0 or ix >= w:
+                        continue
+                    base = (u * kw + v) * cin
+                    for c in range(cin):
+                        val = x[iy, ix, c]
+                        if val != 0:
+                            r = base + c
+                            for o in range(cout):
+                                acc[o] += val * w2[r, o]
+            _store(acc, theta, z, y, i, j, fire)
+
+
+@njit(cache=True, nogil=True)
+def conv_spikes(s: np.ndarray, w2: np.ndarray, b: np.ndarray, geo: np.ndarray,
+                theta: np.ndarray, z: np.ndarray, y: np.ndarray, fire: bool) -> None:
+    """Batch ``s`` ``(N, H, W, Cin)`` of spikes into ``z`` or ``y`` ``(N, H', W', Cout)``."""
+    for n in range(s.shape[0]):
+        spikes_sample(s[n], w2, b, geo, theta, z[n if fire else 0], y[0 if fire else n], fire)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def conv_spikes_par(s: np.ndarray, w2: np.ndarray, b: np.ndarray, geo: np.ndarray,
+                    theta: np.ndarray, z: np.ndarray, y: np.ndarray, fire: bool) -> None:
+    """:func:`conv_spikes`, samples in parallel."""
+    for n in prange(s.shape[0]):
+        spikes_sample(s[n], w2, b, geo, theta, z[n if fire else 0], y[0 if fire else n], fire)
+
+
+@njit(cache=True, nogil=True)
+def conv_values(x: np.ndarray, w2: np.ndarray, b: np.ndarray, geo: np.ndarray,
+                theta: np.ndarray, z: np.ndarray, y: np.ndarray, fire: bool) -> None:
+    """Batch ``x`` ``(N, H, W, Cin)`` of values into ``z`` or ``y`` ``(N, H', W', Cout)``."""
+    for n in range(x.shape[0]):
+        values_sample(x[n], w2, b, geo, theta, z[n if fire else 0], y[0 if fire else n], fire)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def conv_values_par(x: np.ndarray, w2: np.ndarray, b: np.ndarray, geo: np.ndarray,
+                    theta: np.ndarray, z: np.ndarray, y: np.ndarray, fire: bool) -> None:
+    """:func:`conv_values`, samples in parallel."""
+    for n in prange(x.shape[0]):
+        values_sample(x[n], w2, b, geo, theta, z[n if fire else 0], y[0 if fire else n], fire)
