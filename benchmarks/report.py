@@ -379,8 +379,16 @@ def spiking_section() -> list[str]:
                     "| bits | " + " | ".join(str(q["bits"]) for q in rows) + " |",
                     "|---" * (len(rows) + 1) + "|",
                     "| accuracy (%) | " + " | ".join(f"{100 * q['accuracy']:.2f}" for q in rows)
-                    + " |",
-                    "", f"Full precision: {100 * rows[0]['reference_accuracy']:.2f} %.", "",
+                    + " |"]
+            if any("integer_accuracy" in q for q in rows):
+                out.append("| integer network (%) | " + " | ".join(
+                    f"{100 * q['integer_accuracy']:.2f}" if "integer_accuracy" in q else "-"
+                    for q in rows) + " |")
+            out += ["", f"Full precision: {100 * rows[0]['reference_accuracy']:.2f} %. "
+                    "First row: weights on the grid, real inputs and biases "
+                    "(`quantization_sweep`); second row where measured: the integer network "
+                    "(`to_integer`: int8/int16 weights, integer thresholds, uint8 pixels in; "
+                    "exact integer arithmetic).", "",
                     f"![accuracy against bits](benchmarks/results/quantization-{r['label']}.png)",
                     ""]
     return out

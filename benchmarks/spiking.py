@@ -8,7 +8,8 @@ For a run folder (``whetstone train`` or ``benchmarks.accuracy`` wrote it):
    float32 inference (``torch.no_grad``), interleaved repetitions, median ratio; with the
    synaptic events per second the runtime achieved.
 3. Cost: spike density, Gini, synaptic operations, energy estimates (``whetstone.metrics``).
-4. Weight precision: accuracy against bits, 2..16 (``whetstone.quantization``).
+4. Weight precision: accuracy against bits, 2..16 (``whetstone.quantization``), and the
+   integer network's (``to_integer``: integer weights, thresholds and uint8 pixels).
 
     python -m benchmarks.spiking runs/bench/mnist-dense-sharpened-seed0 --label mnist-dense
 """
@@ -134,7 +135,8 @@ def main(argv: list[str] | None = None) -> None:
         write_json(out, result)
     if "quant" not in args.skip:
         n = args.quant_samples
-        result["quantization"] = quantization_sweep(net, x[:n].numpy(), y[:n], bits=range(2, 17))
+        result["quantization"] = quantization_sweep(net, x[:n].numpy(), y[:n], bits=range(2, 17),
+                                                    integer_input_scale=1 / 255)
         result["quant_samples"] = len(y[:n])
         write_json(out, result)
         _plot_quant(result["quantization"], RESULTS / f"quantization-{args.label}.png",

@@ -165,3 +165,21 @@ def test_threshold_clamped_to_bound() -> None:
     bound = inet.metadata["integer"]["layers"][0]["accumulator_bound"]
     assert int(inet.layers[1].theta[0]) == bound + 1 and inet.layers[1].theta.dtype == np.int32
     assert not run(inet, np.ones((1, 2), np.uint8)).any()
+
+
+@pytest.mark.slow
+def test_sweep_scores_the_integer_networks(trained) -> None:
+    from whetstone.quantization import quantization_sweep
+
+    net, x, y = trained
+    rows = quantization_sweep(net, x, y, bits=[4, 8, 17], integer_input_scale=1 / 255)
+    by_bits = {r["bits"]: r for r in rows}
+    for bits in (4, 8):
+        pred = run(to_integer(net, bits), integer_inputs(x)).argmax(1)
+        assert by_bits[bits]["integer_accuracy"] == pytest.approx(float((pred == y).mean()))
+        # the sweep's network rounds its first-layer thresholds (real inputs), the integer
+        # network's are exact: close, not equal, at few bits
+        assert by_bits[bits]["integer_agreement"] >= (0.9 if bits == 4 else 0.98)
+    assert "at most 16" in by_bits[17]["integer_reason"]
+    noisy = quantization_sweep(net, x + 1e-4, y, bits=[8], integer_input_scale=1 / 255)
+    assert "not multiples" in noisy[0]["integer_reason"]

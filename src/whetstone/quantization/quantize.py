@@ -273,7 +273,8 @@ def fake_quantize(net: SpikingNetwork, bits: int) -> SpikingNetwork:
 def quantization_sweep(net: SpikingNetwork, x: np.ndarray, y: np.ndarray | None = None,
                        bits: Iterable[int] = range(2, 17), integer_inputs: bool = False,
                        batch_size: int = 1024, readout: ReadoutMode = "quantize",
-                       progress: Progress | None = None) -> list[dict[str, Any]]:
+                       progress: Progress | None = None,
+                       integer_input_scale: float | None = None) -> list[dict[str, Any]]:
     """Accuracy and output error against bit width: one row per ``bits``,
     JSON-serialisable::
 
@@ -291,6 +292,12 @@ def quantization_sweep(net: SpikingNetwork, x: np.ndarray, y: np.ndarray | None 
     ``output_max_abs_diff`` is 1 when any output spike differs, else 0. ``progress`` (a
     :class:`whetstone.progress.Progress`) shows a bar over the unquantized network and the
     bit widths, and one over each network's batches.
+
+    ``integer_input_scale`` (e.g. ``1/255`` for pixels): also score the integer network of
+    every ``bits <= 16`` (:func:`~whetstone.quantization.to_integer`) on the integer inputs
+    ``x / integer_input_scale``: ``"integer_accuracy"`` and ``"integer_agreement"`` (the
+    fraction of its predictions equal to the quantized network's ``pred_q``), or
+    ``"integer_reason"`` where it has no integer form.
     """
     scores = net.readout not in ("spikes", "identity")
     widths = list(bits)
@@ -311,6 +318,14 @@ def quantization_sweep(net: SpikingNetwork, x: np.ndarray, y: np.ndarray | None 
                              f"the outputs {reference.shape}), got {y.shape}")
     ref_acc = (float((ref_pred == y).mean())
                if y is not None and ref_pred is not None else None)
+    pixels, problem = None, None
+    if integer_input_scale is not None:
+        from .integer import integer_inputs as to_pixels
+
+        try:
+            pixels = to_pixels(x, integer_input_scale)
+        except ValueError as exc:
+            problem = str(exc)
     rows = []
     for b in steps:
         assert b is not None
@@ -318,12 +333,37 @@ def quantization_sweep(net: SpikingNetwork, x: np.ndarray, y: np.ndarray | None 
                   progress=progress)
         assert isinstance(out, np.ndarray)
         pred = out.argmax(axis=1) if ref_pred is not None else None
-        rows.append({
+        row = {
             "bits": int(b), "levels": levels(b),
             "accuracy": (float((pred == y).mean())
                          if pred is not None and y is not None else None),
             "agreement": float((pred == ref_pred).mean()) if pred is not None else None,
             "reference_accuracy": ref_acc,
             "output_max_abs_diff": float(np.abs(out - reference).max(initial=0.0)),
-        })
+        }
+        if integer_input_scale is not None and pred is not None:
+            row.update(_integer_row(net, b, integer_input_scale, pixels, problem, pred, y,
+                                    batch_size))
+        rows.append(row)
     return rows
+
+
+def _integer_row(net: SpikingNetwork, bits: int, input_scale: float,
+                 pixels: np.ndarray | None, problem: str | None, pred_q: np.ndarray,
+                 y: np.ndarray | None, batch_size: int) -> dict[str, Any]:
+    """The integer network's columns of a :func:`quantization_sweep` row."""
+    from .integer import MAX_INTEGER_BITS, to_integer
+
+    if pixels is None:
+        return {"integer_reason": problem}
+    if bits > MAX_INTEGER_BITS:
+        return {"integer_reason": f"integer networks have at most {MAX_INTEGER_BITS} bits"}
+    try:
+        inet = to_integer(net, bits, input_scale)
+    except ValueError as exc:
+        return {"integer_reason": str(exc)}
+    out = run(inet, pixels, batch_size=batch_size)
+    assert isinstance(out, np.ndarray)
+    pred = out.argmax(axis=1)
+    return {"integer_accuracy": float((pred == y).mean()) if y is not None else None,
+            "integer_agreement": float((pred == pred_q).mean())}
