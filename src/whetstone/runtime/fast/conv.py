@@ -119,7 +119,7 @@ def conv_spikes(s: np.ndarray, w2: np.ndarray, b: np.ndarray, geo: np.ndarray,
                 theta: np.ndarray, z: np.ndarray, y: np.ndarray, fire: bool) -> None:
     """Batch ``s`` ``(N, H, W, Cin)`` of spikes into ``z`` or ``y`` ``(N, H', W', Cout)``."""
     for n in range(s.shape[0]):
-        spikes_sample(s[n], w2, b, geo, theta, z[n if fire else 0], y[0 if fire else n], fire)
+        spikes_sample(s[n], w2, b, geo, theta, z[n], y[n], fire)
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -127,7 +127,7 @@ def conv_spikes_par(s: np.ndarray, w2: np.ndarray, b: np.ndarray, geo: np.ndarra
                     theta: np.ndarray, z: np.ndarray, y: np.ndarray, fire: bool) -> None:
     """:func:`conv_spikes`, samples in parallel."""
     for n in prange(s.shape[0]):
-        spikes_sample(s[n], w2, b, geo, theta, z[n if fire else 0], y[0 if fire else n], fire)
+        spikes_sample(s[n], w2, b, geo, theta, z[n], y[n], fire)
 
 
 @njit(cache=True, nogil=True)
@@ -135,7 +135,7 @@ def conv_values(x: np.ndarray, w2: np.ndarray, b: np.ndarray, geo: np.ndarray,
                 theta: np.ndarray, z: np.ndarray, y: np.ndarray, fire: bool) -> None:
     """Batch ``x`` ``(N, H, W, Cin)`` of values into ``z`` or ``y`` ``(N, H', W', Cout)``."""
     for n in range(x.shape[0]):
-        values_sample(x[n], w2, b, geo, theta, z[n if fire else 0], y[0 if fire else n], fire)
+        values_sample(x[n], w2, b, geo, theta, z[n], y[n], fire)
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -143,4 +143,4 @@ def conv_values_par(x: np.ndarray, w2: np.ndarray, b: np.ndarray, geo: np.ndarra
                     theta: np.ndarray, z: np.ndarray, y: np.ndarray, fire: bool) -> None:
     """:func:`conv_values`, samples in parallel."""
     for n in prange(x.shape[0]):
-        values_sample(x[n], w2, b, geo, theta, z[n if fire else 0], y[0 if fire else n], fire)
+        values_sample(x[n], w2, b, geo, theta, z[n], y[n], fire)

@@ -104,6 +104,7 @@ class _Planner:
             "spikes" if input_dtype == np.bool_ else "real", "ref", tuple(input_shape))}
         self.steps: list[tuple[str, Step, tuple[int, ...], int]] = []
         self.fused: dict[int, int] = {}  # threshold index -> the layer it is fused into
+        self.accumulators: dict[int, str] = {}  # weighted layer -> its accumulator dtype
         self.consumers = net.consumers()
 
     # -- helpers -------------------------------------------------------------------------
@@ -183,6 +184,7 @@ class _Planner:
         if src.perm is not None:
             weight = weight[:, src.perm]
         ar = self.arith(weight, bias, src, np.abs(weight.astype(np.float64)).sum(axis=1))
+        self.accumulators[i] = ar.acc.name
         wt = np.ascontiguousarray(weight.T, dtype=ar.weight)
         b = np.ascontiguousarray(bias, dtype=ar.acc)
         t = self.fusable_threshold(i)
@@ -222,6 +224,7 @@ class _Planner:
         cout, cin, kh, kw = weight.shape
         ar = self.arith(weight, bias, src,
                         np.abs(weight.astype(np.float64)).reshape(cout, -1).sum(axis=1))
+        self.accumulators[i] = ar.acc.name
         w2 = np.ascontiguousarray(weight.transpose(2, 3, 1, 0).reshape(kh * kw * cin, cout),
                                   dtype=ar.weight)
         b = np.ascontiguousarray(bias, dtype=ar.acc)
@@ -243,8 +246,9 @@ class _Planner:
             if not spikes:
                 x = self.real_input(x, ar.acc)
             n = len(x)
-            z = np.empty((n, ho, wo, cout) if fire else (1, 1, 1, 1), np.uint8)
-            y = np.empty((1, 1, 1, 1) if fire else (n, ho, wo, cout), ar.acc)
+            # the unused output is a placeholder (n, 1, 1, 1)
+            z = np.empty((n, ho, wo, cout) if fire else (n, 1, 1, 1), np.uint8)
+            y = np.empty((n, 1, 1, 1) if fire else (n, ho, wo, cout), ar.acc)
             kernels[n > 1](x, w2, b, geo, theta, z, y, fire)
             vals[target] = z if fire else y
 
@@ -338,6 +342,7 @@ class _Plan:
         self.integer = planner.integer
         self.dtype = planner.dtype
         self.names = [step[0] for step in self.steps]
+        self.accumulators = planner.accumulators
         # the values each step may drop afterwards (it is their last reader)
         last_read: dict[int, int] = {}
         for k, (_, _, srcs, _) in enumerate(self.steps):
