@@ -31,6 +31,12 @@ model's output (directly or through a ``SoftmaxDecode``) has no consumer to comp
 values become the population in ``[0, 1]`` (a decode whose codes all have the same size
 keeps its argmax under a positive scale).
 
+An activation whose input is a sum ``z_l = a + b`` (``a + b``, ``torch.add``, ``a.add(b)``;
+a projection shortcut such as ``relu(bn2(conv2(h)) + conv_s(h))``) has one producer per
+operand: every one is scaled by ``1 / lambda_l``, so the sum is. A sum that reads an
+activation's output directly (an identity shortcut ``relu(conv(h) + h)``) is refused: ``h``
+carries its own scale.
+
 The producers and consumers are found on the ``torch.fx`` graph of the model (any module
 without children is a leaf, so nested ``nn.Sequential`` models and ``forward`` methods
 without data-dependent control flow both trace). :func:`plan_sites` refuses, with a
@@ -41,6 +47,7 @@ whose output also goes elsewhere, and a module called at several places.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -182,6 +189,13 @@ class Site:
     producer: str
     consumers: list[str] = field(default_factory=list)
     output: bool = False
+    summed_with: list[str] = field(default_factory=list)
+    """Further producers when the activation's input is a sum of several producers' outputs
+    (each scaled like ``producer``)."""
+
+    @property
+    def producers(self) -> list[str]:
+        return [self.producer, *self.summed_with]
 
 
 def _describe(node: fx.Node, model: nn.Module) -> str:
@@ -214,25 +228,50 @@ def _data_users(node: fx.Node) -> list[fx.Node]:
                                           and u.target in SHAPE_QUERIES)]
 
 
-def _producer(act: fx.Node, model: nn.Module) -> str:
-    node, after = (act.args[0] if act.args else None), act
-    while True:
-        if not isinstance(node, fx.Node):
-            raise SharpenError(f"activation {act.target!r}: its input is not a tensor node")
-        users = _data_users(node)
-        if len(users) != 1:
-            others = ", ".join(_describe(u, model) for u in users if u is not after)
-            raise SharpenError(f"activation {act.target!r}: its input {_describe(node, model)} "
-                               f"also feeds {others}; scaling it would change that branch too")
-        module = _module(node, model)
-        if module is not None and type(module) in SCALERS:
-            return str(node.target)
-        if not _passes_scale(node, model):
-            raise SharpenError(
-                f"activation {act.target!r}: its producer is {_describe(node, model)}, not a "
-                "Linear, Conv or BatchNorm layer (through pooling, flatten or dropout); "
-                "sharpen can calibrate only such producers")
-        node, after = node.args[0], node
+SUMS: frozenset[object] = frozenset({operator.add, operator.iadd, torch.add, "add", "add_"})
+"""``call_function`` targets and ``call_method`` names of a plain sum ``a + b``."""
+
+
+def _is_sum(node: fx.Node) -> bool:
+    if node.op not in ("call_function", "call_method") or node.target not in SUMS:
+        return False
+    operands = [a for a in (*node.args, *node.kwargs.values()) if isinstance(a, fx.Node)]
+    plain = set(node.kwargs) <= {"other", "input"}
+    return plain and len(operands) == len(node.args) + len(node.kwargs) == 2
+
+
+def _producers(act: fx.Node, model: nn.Module) -> list[str]:
+    """The layers whose outputs make the activation's input (one, or one per operand of a
+    sum), each through pass-through nodes only and read by nothing else."""
+    found: list[str] = []
+    pending: list[tuple[object, fx.Node]] = [(act.args[0] if act.args else None, act)]
+    while pending:
+        node, after = pending.pop(0)
+        while True:
+            if not isinstance(node, fx.Node):
+                raise SharpenError(f"activation {act.target!r}: its input is not a tensor node")
+            users = _data_users(node)
+            if len(users) != 1:
+                others = ", ".join(_describe(u, model) for u in users if u is not after)
+                raise SharpenError(f"activation {act.target!r}: its input "
+                                   f"{_describe(node, model)} also feeds {others}; scaling it "
+                                   "would change that branch too")
+            module = _module(node, model)
+            if module is not None and type(module) in SCALERS:
+                if str(node.target) not in found:  # a + a: one scale suffices
+                    found.append(str(node.target))
+                break
+            if _is_sum(node):
+                pending += [(a, node) for a in (*node.args, *node.kwargs.values())]
+                break
+            if not _passes_scale(node, model):
+                raise SharpenError(
+                    f"activation {act.target!r}: its producer is {_describe(node, model)}, "
+                    "not a Linear, Conv or BatchNorm layer (through pooling, flatten or "
+                    "dropout, or a sum of such layers); sharpen can calibrate only such "
+                    "producers")
+            node, after = node.args[0], node
+    return found
 
 
 def _consumers(act: fx.Node, model: nn.Module) -> tuple[list[str], bool]:
@@ -275,14 +314,14 @@ def plan_sites(model: nn.Module, is_activation: Callable[[nn.Module], bool]) -> 
         if node.op != "call_module" or not is_activation(_module(node, model)):
             continue
         name = str(node.target)
-        producer = _producer(node, model)
+        producers = _producers(node, model)
         consumers, output = _consumers(node, model)
-        for used in (name, producer, *consumers):
+        for used in (name, *producers, *consumers):
             if calls[used] > 1:
                 raise SharpenError(
                     f"module {used!r} is called at {calls[used]} places in forward; give each "
                     "place its own module (sharpness and scales are per module)")
-        sites.append(Site(name, producer, consumers, output))
+        sites.append(Site(name, producers[0], consumers, output, producers[1:]))
     return sites
 
 
@@ -364,8 +403,9 @@ def apply_scales(model: nn.Module, sites: Iterable[Site], scales: Mapping[str, f
     ``1 / lambda`` and each consumer's input by ``lambda`` (the module doc's equations)."""
     for site in sites:
         lam = float(scales[site.name])
-        producer = model.get_submodule(site.producer)
-        SCALERS[type(producer)].output(producer, 1.0 / lam)
+        for name in site.producers:
+            producer = model.get_submodule(name)
+            SCALERS[type(producer)].output(producer, 1.0 / lam)
         for name in site.consumers:
             consumer = model.get_submodule(name)
             SCALERS[type(consumer)].input(consumer, 1.0 / lam)

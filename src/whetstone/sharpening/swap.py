@@ -15,6 +15,14 @@ Three steps, each a small table or function:
    bounded ReLU's ``[0, 1]`` with the threshold 0.5 at ``lambda_l / 2``. At sharpness 0 the
    calibrated network computes ``min(relu(z_l), lambda_l)`` in units of ``lambda_l``: the
    original network up to clipping its top ``100 - p`` percent.
+Functional activations. Before the swap, a model whose ``forward`` calls ``torch.relu``,
+``F.relu``, ``x.relu()`` (and their in-place forms), ``F.relu6`` or ``F.hardtanh`` is traced
+with ``torch.fx`` and each such call becomes a call of a new submodule (``nn.ReLU``,
+``nn.ReLU6``, ``nn.Hardtanh(min_val, max_val)``: :data:`FUNCTIONAL_ACTIVATIONS`) named after
+the call (``relu``, ``relu_1``, ``relu6``, ...), which the table then swaps like any other;
+the model becomes a ``torch.fx.GraphModule`` (:func:`functional_to_modules`). A model that
+``torch.fx`` cannot trace is refused, naming the functional calls seen on the example input.
+
 3. **Head** (:class:`PopulationHead`, optional): the model's last module with parameters,
    a ``Linear(in, C)``, becomes ``Linear(in, W) -> SpikingBReLU -> SoftmaxDecode(K)`` with a
    seeded key ``K = key_generator(C, W)`` and **new, untrained** weights (to be learned while
@@ -27,9 +35,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-from torch import Tensor, nn
+import torch.nn.functional as F
+from torch import Tensor, fx, nn
+from torch.overrides import TorchFunctionMode
 
 from ..nn.activations import Sharpenable, SpikingBReLU
 from ..nn.decode import SoftmaxDecode, key_generator
@@ -41,6 +52,7 @@ from .calibration import (
     apply_scales,
     measure_scales,
     plan_sites,
+    trace,
 )
 
 ActivationFactory = Callable[[nn.Module], nn.Module]
@@ -113,6 +125,157 @@ def swap_activations(model: nn.Module, names: Iterable[str] | None = None) -> li
         assert rule is not None
         setattr(parent, child, rule.factory(module).to(device))
     return [name for name, _ in targets]
+
+
+def _relu_module(_args: tuple[Any, ...], _kwargs: dict[str, Any]) -> nn.Module:
+    return nn.ReLU()
+
+
+def _relu6_module(_args: tuple[Any, ...], _kwargs: dict[str, Any]) -> nn.Module:
+    return nn.ReLU6()
+
+
+def _hardtanh_module(args: tuple[Any, ...], kwargs: dict[str, Any]) -> nn.Module:
+    low = args[1] if len(args) > 1 else kwargs.get("min_val", -1.0)
+    high = args[2] if len(args) > 2 else kwargs.get("max_val", 1.0)
+    if not all(isinstance(v, (int, float)) for v in (low, high)):
+        raise SharpenError(f"hardtanh with bounds ({low!r}, {high!r}): constant numbers needed")
+    return nn.Hardtanh(float(low), float(high))
+
+
+FUNCTIONAL_ACTIVATIONS: dict[object, tuple[str, Callable[[tuple[Any, ...], dict[str, Any]],
+                                                         nn.Module]]] = {
+    torch.relu: ("relu", _relu_module), torch.relu_: ("relu", _relu_module),
+    F.relu: ("relu", _relu_module), F.relu_: ("relu", _relu_module),
+    "relu": ("relu", _relu_module), "relu_": ("relu", _relu_module),
+    F.relu6: ("relu6", _relu6_module),
+    F.hardtanh: ("hardtanh", _hardtanh_module), F.hardtanh_: ("hardtanh", _hardtanh_module),
+}
+"""Functional activations (``call_function`` targets, ``call_method`` names) -> (base name
+of the new submodule, ``factory(args, kwargs)`` of the equivalent activation module, which
+the swap table then replaces). ``args[0]`` is the input; other arguments are the call's."""
+
+
+def _call_name(target: object) -> str:
+    if isinstance(target, str):
+        return f"x.{target}()"
+    module = getattr(target, "__module__", None) or "torch"
+    prefix = "F" if module == "torch.nn.functional" else "torch"
+    return f"{prefix}.{getattr(target, '__name__', target)}"
+
+
+def _functional_key(node: fx.Node) -> object | None:
+    if node.op == "call_function" and node.target in FUNCTIONAL_ACTIVATIONS:
+        return node.target
+    if node.op == "call_method" and node.target in ("relu", "relu_"):
+        return node.target
+    return None
+
+
+class _FunctionalProbe(TorchFunctionMode):
+    """Records the functional activations a forward calls (for the refusal message)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
+        name = getattr(func, "__name__", "")
+        key = name if getattr(func, "__module__", None) in (None, "") else func
+        if key in FUNCTIONAL_ACTIVATIONS or (isinstance(key, str) and key in ("relu", "relu_")):
+            call = _call_name(key)
+            if call not in self.seen:
+                self.seen.append(call)
+        return func(*args, **(kwargs or {}))
+
+
+def _functional_calls(model: nn.Module, example_input: Tensor) -> list[str]:
+    """The functional activations ``model`` calls on ``example_input`` (one eval forward)."""
+    was_training = model.training
+    model.eval()
+    probe = _FunctionalProbe()
+    try:
+        with torch.no_grad(), probe:
+            model(example_input.to(next((p.device for p in model.parameters()),
+                                        torch.device("cpu"))))
+    except Exception:  # the model's own failure is reported by the caller's trace error
+        pass
+    finally:
+        model.train(was_training)
+    return probe.seen
+
+
+def functional_to_modules(model: nn.Module, example_input: Tensor | None = None
+                          ) -> tuple[nn.Module, list[str]]:
+    """Replace the functional activations of ``model.forward`` by activation submodules.
+
+    Traces ``model`` (childless modules as leaves); every ``call_function`` /
+    ``call_method`` node of :data:`FUNCTIONAL_ACTIVATIONS` becomes a ``call_module`` of a new
+    ``nn.ReLU`` / ``nn.ReLU6`` / ``nn.Hardtanh`` added at the top level, named after the
+    node (``relu``, ``relu_1``, ...; ``relu_1``, ``relu_2``, ... when the name is taken), so
+    the swap table turns it into a sharpenable activation like any module. Returns
+    ``(model, [])`` when there is none, else a new ``torch.fx.GraphModule`` holding
+    ``model``'s layers (shared, under their names; class name kept) and the new modules,
+    and the new modules' names in forward order. ``model`` itself is not changed.
+
+    Raises :class:`SharpenError` when ``torch.fx`` cannot trace ``model`` and its forward
+    calls functional activations on ``example_input`` (naming them; such a model cannot be
+    rewritten), or for a ``hardtanh`` that is not ReLU-like (``min_val != 0``).
+    """
+    try:
+        graph = trace(model)
+    except SharpenError as exc:
+        calls = _functional_calls(model, example_input) if example_input is not None else []
+        if calls:
+            raise SharpenError(
+                f"{type(model).__name__}.forward calls {', '.join(calls)}: sharpen replaces "
+                "functional activations by sharpenable modules only in a model torch.fx can "
+                f"trace, and this one cannot ({exc.__cause__ or exc}); use nn.ReLU modules "
+                "or make forward traceable") from exc
+        return model, []
+    nodes = [n for n in graph.nodes if _functional_key(n) is not None]
+    if not nodes:
+        return model, []
+    taken = {name for name, _ in model.named_modules()} | set(dir(model))
+    added: dict[str, nn.Module] = {}
+    for node in nodes:
+        key = _functional_key(node)
+        base, factory = FUNCTIONAL_ACTIVATIONS[key]
+        args, kwargs = tuple(node.args), {k: v for k, v in node.kwargs.items() if k != "inplace"}
+        module = factory(args, kwargs)
+        rule = activation_rule(module)
+        if rule is None:
+            raise SharpenError(f"{_call_name(key)} ({node.name!r}): no swap rule for "
+                               f"{type(module).__name__}")
+        try:
+            rule.factory(module)
+        except SharpenError as exc:
+            raise SharpenError(f"{_call_name(key)} ({node.name!r}): {exc}") from exc
+        name = node.name if node.name not in taken else base
+        suffix = 1
+        while name in taken:
+            name, suffix = f"{base}_{suffix}", suffix + 1
+        taken.add(name)
+        added[name] = module
+        with graph.inserting_after(node):
+            new = graph.call_module(name, (args[0],))
+        node.replace_all_uses_with(new)
+        graph.erase_node(node)
+    graph.lint()
+    # the new GraphModule holds the model's own layers (shared, not copied) and the new
+    # activations; ``model`` itself is left as it was
+    owned: dict[str, Any] = {}
+    for node in graph.nodes:
+        target = str(node.target)
+        if node.op == "call_module":
+            owned[target] = added[target] if target in added else model.get_submodule(target)
+        elif node.op == "get_attr":
+            owner, _, attr = target.rpartition(".")
+            owned[target] = getattr(model.get_submodule(owner) if owner else model, attr)
+    rewritten = fx.GraphModule(owned, graph, class_name=type(model).__name__)
+    rewritten.train(model.training)
+    return rewritten, list(added)
 
 
 @dataclass(frozen=True)
@@ -222,19 +385,27 @@ def sharpen(
         surrogate: the backward strategy at sharpness 1 of every swapped activation and of
             the head's (e.g. :class:`~whetstone.nn.StraightThrough`, so fine-tuning keeps
             learning below fully sharpened layers); ``None`` keeps the true, zero gradient.
-        inplace: modify ``model`` itself.
+        inplace: modify ``model`` itself (but see Returns for functional activations).
 
     Returns:
         The sharpenable model (every swapped activation at sharpness 0), in the mode
         ``model`` was in. Train it with :func:`whetstone.training.fit` and a sharpener, then
-        convert it with :func:`whetstone.conversion.to_spiking`.
+        convert it with :func:`whetstone.conversion.to_spiking`. When ``forward`` calls
+        functional activations (``F.relu``, ``torch.relu``, ``x.relu()``, ``F.relu6``,
+        ``F.hardtanh``), the result is a ``torch.fx.GraphModule`` (class name kept) in which
+        each call is a new sharpenable submodule at the top level, named after the call
+        (``relu``, ``relu_1``, ...: :func:`functional_to_modules`); it holds the (copied, or
+        with ``inplace`` the model's own) layers under their old names, and the sharpeners,
+        ``fit``, ``to_spiking`` and ``state_dict`` work on it as on any module.
 
     Raises:
         SharpenError: (a ``ValueError``) no activation to swap; an activation whose producer
             or a consumer is not a Linear / Conv / BatchNorm, possibly through pooling,
             flatten or dropout (a residual ``add``, a ``cat``, the model input: their scales
-            cannot be compensated, so such models are refused, naming the node); a module
-            called at several places; a model ``torch.fx`` cannot trace; a layer that never
+            cannot be compensated, so such models are refused, naming the node; a sum of
+            such producers, a projection shortcut, is calibrated), a module
+            called at several places; a model ``torch.fx`` cannot trace (naming its
+            functional activations, if it calls any); a layer that never
             fires on the calibration data; a Hardtanh with ``min_val != 0``; only one of
             ``classes`` and ``width``; a head that is not a final ``Linear(in, classes)``.
     """
@@ -243,6 +414,7 @@ def sharpen(
                            f"(got classes={classes}, width={width})")
     head = PopulationHead(classes, width, seed, overlapping) if classes is not None else None
     net = model if inplace else copy.deepcopy(model)
+    net, _ = functional_to_modules(net, example_input)
     rules = {name: activation_rule(m) for name, m in net.named_modules()}
     sites: list[Site] = plan_sites(net, lambda m: activation_rule(m) is not None)
     if not sites:
