@@ -19,18 +19,19 @@ Operators (``N`` the batch; every shape below is the graph's, batch first):
 =================  ==============================================  ===========================
 primitive          float network (``real`` = float32 / float64)    integer network
 =================  ==============================================  ===========================
-``Affine``         ``MatMul(x, W^T) + b``                          ``MatMulInteger(uint8 x,
-                                                                   int8 W^T)`` (int32) when
-                                                                   the input is spikes or
-                                                                   8-bit and the weights and
-                                                                   the sum fit; else ``Cast``
-                                                                   to the accumulator (int32
-                                                                   / int64) and ``MatMul``
+``Affine``         ``MatMul(x, W^T) + b``                          ``MatMulInteger`` (int32)
+                                                                   of 8-bit ``x`` and ``W``
+                                                                   (:func:`int8_route`: int8
+                                                                   ``W``, or ``W + 128`` with
+                                                                   zero point 128 where int8
+                                                                   would saturate); else
+                                                                   ``Cast`` to the accumulator
+                                                                   (int32 / int64), ``MatMul``
 ``Conv2d``         float32: ``Conv`` (pads, strides, dilations,    ``ConvInteger`` (same
-                   group); float64: im2col (``Pad``, one           condition as above), else
-                   ``Slice`` per kernel offset, ``Concat``,        im2col with an integer
-                   ``Reshape``, grouped ``MatMul``): onnxruntime   ``MatMul``; ``+ b``
-                   has no float64 ``Conv`` on the CPU; ``+ b``
+                   group); float64: im2col (``Pad``, one           routes), else im2col with
+                   ``Slice`` per kernel offset, ``Concat``,        an integer ``MatMul``
+                   ``Reshape``, grouped ``MatMul``): onnxruntime   (onnxruntime has no
+                   has no float64 ``Conv`` on the CPU; ``+ b``     integer ``Conv``); ``+ b``
 ``SumPool2d``      window sum (``Reshape`` + ``ReduceSum`` when    the same in the
                    stride = kernel, else a ``Slice`` per offset    accumulator type (scale 1)
                    and ``Add``), then ``Div`` by the divisor
@@ -45,6 +46,12 @@ primitive          float network (``real`` = float32 / float64)    integer netwo
 ``Add``            ``Add`` chain, left to right, in ``real``       ``Add`` in the accumulator
 ``Concat``         ``Concat(axis=1)`` (bool stays bool)            the same
 =================  ==============================================  ===========================
+
+onnxruntime's CPU kernels (1.32, measured): ``MatMul`` has float, double, int32, int64;
+``Gemm`` float and double; ``Conv`` float only (no double, no integers), ``ConvInteger`` and
+``MatMulInteger`` 8-bit operands with int32 results; ``Sum`` has no integer kernel (hence
+``Add`` chains). No layer falls back to float64: every integer layer has an exact integer
+route.
 
 Spikes are ``bool`` between layers and are cast (once per value and type) to what their
 reader takes: ``real`` for float layers, ``uint8`` for ``MatMulInteger`` / ``ConvInteger``,
@@ -88,6 +95,7 @@ from .builder import (
     OnnxBuilder,
     ONNXExportError,
     Value,
+    dtype_bound,
     integer_type_for,
 )
 
@@ -142,12 +150,54 @@ def _fits_int8(arr: np.ndarray) -> bool:
     return a.size == 0 or (int(a.min()) >= -128 and int(a.max()) <= 127)
 
 
-def _small_input(x: Value) -> np.dtype | None:
-    """The 8-bit type ``MatMulInteger`` / ``ConvInteger`` can read ``x`` as (spikes as
-    ``uint8``), or ``None``."""
+INT16_MAX = 2**15 - 1
+
+
+def int8_route(x: Value, weight: np.ndarray, fan_in: int, acc: np.dtype) -> str | None:
+    """How ``MatMulInteger`` / ``ConvInteger`` can compute ``W x`` exactly, or ``None`` (then
+    an integer ``MatMul`` does):
+
+    - ``"signed"``: ``x`` as ``uint8`` (spikes, pixels) or ``int8``, ``W`` as ``int8``, when
+      ``2 m max|W| <= 2^15 - 1`` (``m`` the bound of ``x``). onnxruntime's x86 kernels for
+      8-bit times signed 8-bit (AVX2, AVX-512 without VNNI) add *pairs* of products in
+      saturating int16 (``vpmaddubsw``), measured: 255 * 127 + 255 * 127 saturates and the
+      sum is wrong. Spikes (``m = 1``) are always safe, pixels with weights up to 64 too.
+    - ``"unsigned"``: ``x`` as ``uint8``, ``W + 128`` as ``uint8`` with the weight zero point
+      128, when every partial sum ``fan_in m 255`` fits int32: the unsigned kernels widen to
+      16 bits before multiplying (no saturation; measured exact for pixels against 8-bit
+      weights), and the zero point is subtracted in int32.
+
+    Both require an ``int32`` accumulator and weights in ``[-128, 127]``.
+    """
+    if acc != INT32 or not _fits_int8(weight):
+        return None
     if x.dtype == BOOL:
-        return UINT8
-    return x.dtype if x.dtype in (UINT8, INT8) else None
+        small = UINT8
+    elif x.dtype in (UINT8, INT8):
+        small = x.dtype
+    else:
+        return None
+    m = x.bound if x.bound is not None else dtype_bound(small)
+    top = int(np.abs(np.asarray(weight, dtype=np.int64)).max(initial=0))
+    if 2 * m * top <= INT16_MAX:
+        return "signed"
+    if small == UINT8 and fan_in * m * 255 < 2**31:
+        return "unsigned"
+    return None
+
+
+def integer_product(builder: OnnxBuilder, op: str, x: Value, weight: np.ndarray,
+                    route: str, hint: str, **attrs: object) -> str:
+    """``op`` (``MatMulInteger`` or ``ConvInteger``) of ``x`` and ``weight`` along ``route``
+    (:func:`int8_route`); the int32 result."""
+    xa = builder.cast(x, UINT8 if x.dtype == BOOL else x.dtype)
+    if route == "signed":
+        w = builder.const(np.asarray(weight).astype(INT8), f"{hint}_weight")
+        return builder.node(op, [xa.name, w], hint, **attrs)
+    w = builder.const((np.asarray(weight, dtype=np.int64) + 128).astype(UINT8), f"{hint}_weight")
+    zero = builder.const(np.array(0, dtype=UINT8), f"{hint}_x_zero_point")
+    shift = builder.const(np.array(128, dtype=UINT8), f"{hint}_w_zero_point")
+    return builder.node(op, [xa.name, w, zero, shift], hint, **attrs)
 
 
 def _accumulator(spec: LayerSpec, bound: int) -> np.dtype:
@@ -185,11 +235,9 @@ def _dense(builder: OnnxBuilder, spec: LayerSpec, weight: np.ndarray, bias: np.n
         b = np.asarray(bias).astype(np.int64)
         bound = _weighted_bound(w, b, x.bound if x.bound is not None else 0)
         acc = _accumulator(spec, bound)
-        small = _small_input(x)
-        if small is not None and acc == INT32 and _fits_int8(w):
-            xa = builder.cast(x, small)
-            y = builder.node("MatMulInteger",
-                             [xa.name, builder.const(w.T.astype(INT8), f"{hint}_weight")], hint)
+        route = int8_route(x, w, w.shape[1], acc)
+        if route is not None:
+            y = integer_product(builder, "MatMulInteger", x, w.T, route, hint)
         else:
             xa = builder.cast(x, acc)
             y = builder.node("MatMul",
@@ -291,12 +339,9 @@ def write_conv2d(builder: OnnxBuilder, spec: LayerSpec) -> Value:
         b = np.asarray(layer.bias).astype(np.int64)
         bound = _weighted_bound(w, b, x.bound if x.bound is not None else 0)
         acc = _accumulator(spec, bound)
-        small = _small_input(x)
-        if small is not None and acc == INT32 and _fits_int8(w):
-            xa = builder.cast(x, small)
-            y = builder.node("ConvInteger",
-                             [xa.name, builder.const(w.astype(INT8), f"{hint}_weight")], hint,
-                             **_conv_attrs(layer))
+        route = int8_route(x, w, int(np.prod(w.shape[1:])), acc)
+        if route is not None:
+            y = integer_product(builder, "ConvInteger", x, w, route, hint, **_conv_attrs(layer))
         else:
             y = im2col_conv(builder, x, layer, spec.out, acc, hint)
         return Value(builder.add_bias(y, b, acc, hint, trailing=2), acc, spec.out, bound)
