@@ -2,9 +2,9 @@
 
 Each reads a run folder (``whetstone train`` wrote it). The converted network is kept as
 ``RUN/spiking.npz`` (no pickle, checksummed); commands convert on first use. Output paths
-(``--out``, ``--nir``, ``--plot``) are checked before any work, and a run that is not fully
-sharpened is refused with a message naming ``--force`` (``convert`` and ``export`` take it;
-the other commands point to ``whetstone convert RUN --force``). Long steps show progress on
+(``--out``, ``--nir``, ``--onnx``, ``--plot``) are checked before any work, and a run that is
+not fully sharpened is refused with a message naming ``--force`` (``convert`` and ``export``
+take it; the other commands point to ``whetstone convert RUN --force``). Long steps show progress on
 stderr (``--progress``); standard output holds only the result.
 """
 
@@ -58,20 +58,30 @@ def add_parsers(sub: Any, add_common: Any) -> None:
                         "K <= 16: integer weights, thresholds and pixel inputs)")
     add_common(q)
 
-    e = sub.add_parser("export", help="write the spiking network as a NIR graph")
+    e = sub.add_parser("export", help="write the spiking network as a NIR graph or an ONNX "
+                                      "model")
     e.add_argument("run")
-    e.add_argument("--nir", required=True, help="output .nir file")
+    out = e.add_mutually_exclusive_group(required=True)
+    out.add_argument("--nir", help="output .nir file (a NIR graph; give this or --onnx)")
+    out.add_argument("--onnx", help="output .onnx file (an ONNX model for onnxruntime and other "
+                                    "runtimes; give this or --nir)")
     e.add_argument("--force", action="store_true",
                    help="convert even if some layer is below sharpness 1 (steps replace them)")
-    e.add_argument("--target", default="generic",
+    e.add_argument("--target", default=None,
                    choices=["generic", "norse", "snntorch", "spikingjelly", "sinabs"],
-                   help="the importer the file is written for: picks the neuron form, its "
-                        "time step and the compatibility settings that importer needs "
-                        "(whetstone.export.TARGETS; default generic)")
+                   help="with --nir: the importer the file is written for: picks the neuron "
+                        "form, its time step and the compatibility settings that importer "
+                        "needs (whetstone.export.TARGETS; default generic)")
     e.add_argument("--neuron", default=None, choices=["if", "threshold", "lif"],
-                   help="expert override of the target's neuron form (if: IF, r = 1 / dt; "
-                        "threshold: Threshold nodes; lif: LIF, tau = dt); a form the "
-                        "target's importer reads wrong is refused")
+                   help="with --nir: expert override of the target's neuron form (if: IF, "
+                        "r = 1 / dt; threshold: Threshold nodes; lif: LIF, tau = dt); a form "
+                        "the target's importer reads wrong is refused")
+    e.add_argument("--bits", type=options.bits, default=None,
+                   help="with --onnx: export the integer network of K-bit weights (K in "
+                        "[2, 16]; whetstone.quantization.to_integer), computed exactly in "
+                        "integer operators on uint8 pixels")
+    e.add_argument("--dtype", default=None, choices=["float32", "float64"],
+                   help="with --onnx: the float type of a float network (default float32)")
     add_common(e)
 
 
@@ -362,14 +372,28 @@ def _quantize_task(args: argparse.Namespace, net: Any, x: Any, y: Any, task: Any
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if (args.nir is None) == (args.onnx is None):
+        got = "both" if args.nir is not None else "neither"
+        raise UsageError(f"export writes one file: give exactly one of --nir FILE (a NIR graph) "
+                         f"or --onnx FILE (an ONNX model); got {got}")
+    if args.onnx is not None:
+        return _export_onnx(args)
+    for flag, value in (("--bits", args.bits), ("--dtype", args.dtype)):
+        if value is not None:
+            raise UsageError(f"{flag} is an option of --onnx; NIR graphs hold float weights")
+    return _export_nir(args)
+
+
+def _export_nir(args: argparse.Namespace) -> int:
     from ..export import resolve, to_nir
     from ..runs.derived import run_input_shape
 
     options.check_output_file(args.nir, "--nir")
+    target = args.target or "generic"
     try:
-        settings, neuron, dt = resolve(args.target, args.neuron)
+        settings, neuron, dt = resolve(target, args.neuron)
     except ValueError as exc:
-        raise UsageError(f"--neuron {args.neuron} --target {args.target}: {exc}") from None
+        raise UsageError(f"--neuron {args.neuron} --target {target}: {exc}") from None
     net = _network(args.run, force=args.force, has_force=True,
                    progress=options.progress(args, "export"))
     shape = run_input_shape(args.run)
@@ -378,6 +402,68 @@ def cmd_export(args: argparse.Namespace) -> int:
                   "loading": settings.loading, "batching": settings.batching}, args.json,
                  [f"wrote {args.nir} (NIR for {settings.name}: {neuron} neurons, one time "
                   f"step of dt = {dt:g})", f"load it with: {settings.loading}"])
+
+
+def _export_onnx(args: argparse.Namespace) -> int:
+    """``--onnx FILE``: the run's network (or, with ``--bits K``, its integer network) as an
+    ONNX model whose input is the run's input ``(N, ...)`` and output the readout."""
+    from ..runs.derived import run_input_shape
+
+    for flag, value in (("--target", args.target), ("--neuron", args.neuron)):
+        if value is not None:
+            raise UsageError(f"{flag} is an option of --nir (the NIR importer and neuron "
+                             f"form); an ONNX model has neither")
+    if args.bits is not None and args.dtype is not None:
+        raise UsageError("--dtype sets a float network's type; the integer network of --bits "
+                         "is computed in integers")
+    if args.bits is not None:
+        from ..quantization import MAX_INTEGER_BITS
+
+        if args.bits > MAX_INTEGER_BITS:
+            raise UsageError(f"--bits {args.bits}: an integer network has 2 to "
+                             f"{MAX_INTEGER_BITS}-bit weights")
+    options.check_output_file(args.onnx, "--onnx")
+    try:
+        import onnx  # noqa: F401
+
+        from ..export.onnx import to_onnx
+    except ImportError:
+        raise UsageError("--onnx needs the 'onnx' package: pip install 'whetstone[onnx]'"
+                         ) from None
+    net = _network(args.run, force=args.force, has_force=True,
+                   progress=options.progress(args, "export"))
+    if args.bits is not None:
+        from ..quantization import to_integer
+
+        try:
+            net = to_integer(net, args.bits)
+        except ValueError as exc:
+            raise UsageError(f"--bits {args.bits}: {exc}") from None
+    shape = run_input_shape(args.run)
+    model = to_onnx(net, args.onnx, dtype=args.dtype, input_shape=shape)
+    graph = model.graph
+    input_type = _onnx_type_name(graph.input[0].type.tensor_type.elem_type)
+    output_type = _onnx_type_name(graph.output[0].type.tensor_type.elem_type)
+    kind = (f"integer network, {args.bits}-bit weights" if args.bits is not None else
+            f"float network, {args.dtype or 'float32'}")
+    ops = sorted({node.op_type for node in graph.node})
+    return _emit({"onnx": args.onnx, "network": "integer" if args.bits is not None else "float",
+                  "bits": args.bits, "input": {"name": graph.input[0].name, "type": input_type,
+                                               "shape": ["N", *shape]},
+                  "output": {"name": graph.output[0].name, "type": output_type,
+                             "readout": net.readout},
+                  "opset": int(model.opset_import[0].version), "operators": ops}, args.json,
+                 [f"wrote {args.onnx} (ONNX, {kind}; input {graph.input[0].name} "
+                  f"{input_type} (N, {', '.join(map(str, shape))}), output "
+                  f"{graph.output[0].name} {output_type}: the {net.readout} readout)",
+                  f"run it with: onnxruntime.InferenceSession({args.onnx!r}).run(None, "
+                  f"{{'{graph.input[0].name}': x}})[0]"])
+
+
+def _onnx_type_name(elem_type: int) -> str:
+    import onnx
+
+    return str(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
 
 
 COMMANDS = {"convert": cmd_convert, "simulate": cmd_simulate, "stats": cmd_stats,
