@@ -270,3 +270,126 @@ def test_integer_conv_bit_identical() -> None:
     x = rng.integers(0, 256, size=(6, 2, 12, 12)).astype(np.uint8)
     _same(net, x)
     assert not any("numpy" in s for s in compile_network(net).steps(x))
+
+
+# -- real digits: trained networks ----------------------------------------------------------
+
+DIGITS = 1000
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_ready: str) -> tuple[np.ndarray, np.ndarray]:
+    """The first 1000 MNIST test digits: float32 ``(N, 1, 28, 28)`` in [0, 1] and uint8."""
+    from whetstone.data import load, to_float
+
+    images, _ = load("mnist", "test")
+    return to_float(images[:DIGITS]).numpy(), np.asarray(images[:DIGITS], np.uint8).reshape(
+        DIGITS, 1, 28, 28)
+
+
+@pytest.fixture(scope="module")
+def dense_net(tiny_dense_run) -> SpikingNetwork:
+    import torch
+
+    from whetstone.conversion import to_spiking
+    from whetstone.runs import load_run
+
+    return to_spiking(load_run(tiny_dense_run).model.eval(), torch.zeros(1, 1, 28, 28))
+
+
+@pytest.fixture(scope="module")
+def cnn_net(mnist_ready: str) -> SpikingNetwork:
+    """Conv 8 (stride 1, padding 2, 5x5) -> OR pool -> Conv 12 (3x3, stride 2, padding 1)
+    -> Flatten -> Linear 60 -> decode, trained on 1000 MNIST digits while sharpening
+    (a few seconds on one CPU)."""
+    import torch
+    from torch import nn
+
+    from whetstone.conversion import to_spiking
+    from whetstone.data import load, to_float
+    from whetstone.nn import SoftmaxDecode, SpikingBReLU, key_generator
+    from whetstone.sharpening.allocation import set_model_sharpness
+
+    images, labels = load("mnist", "train")
+    x, y = to_float(images[:1000]), labels[:1000].long()
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 5, padding=2), SpikingBReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 12, 3, stride=2, padding=1), SpikingBReLU(),
+        nn.Flatten(), nn.Linear(12 * 7 * 7, 60), SpikingBReLU(),
+        SoftmaxDecode(key_generator(10, 60, seed=0)))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for sharpness in (0.0, 0.5, 0.8, 0.95):
+        set_model_sharpness(model, sharpness)
+        for i in range(0, len(x), 50):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x[i:i + 50]), y[i:i + 50]).backward()
+            opt.step()
+    set_model_sharpness(model, 1.0)
+    return to_spiking(model.eval(), x[:1])
+
+
+def _check_float32_rounding(net: SpikingNetwork, x: np.ndarray, tol: float = 1e-4) -> int:
+    """Every spike of the float32 fast engine equals the float64 threshold decision on the
+    same inputs (the fast engine's own spikes of the layer before), except where the float64
+    value lies within ``tol`` of the threshold (where float32 rounding decides). Returns the
+    number of such rounding-decided spikes that differ."""
+    from whetstone.runtime.simulate import Context, kernel_for
+
+    _, spikes = run(net, x, record=True, engine="fast")
+    ctx = Context(np.dtype(np.float64))
+    value, k, decided = x.astype(np.float64), 0, 0
+    for layer in net.layers:
+        if isinstance(layer, Threshold):
+            theta = np.asarray(layer.theta, np.float64)
+            fired = spikes[k]
+            expect = value >= theta
+            close = np.abs(value - theta) < tol
+            assert np.all((fired == expect) | close)
+            decided += int(((fired != expect) & close).sum())
+            value, k = fired, k + 1
+        else:
+            value = kernel_for(layer)(layer, [value], ctx)
+    return decided
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["dense", "cnn"])
+def test_trained_float_networks(which: str, request: pytest.FixtureRequest,
+                                digits: tuple[np.ndarray, np.ndarray]) -> None:
+    net = request.getfixturevalue(f"{which}_net")
+    x = digits[0]
+    ref, ref_spikes = run(net, x, record=True)
+    _same(net, x, np.float64)  # float64: identical outputs and spikes on real digits
+    steps = compile_network(net).steps(x)
+    assert not any("numpy" in s for s in steps), steps
+    # float32: differences counted, each decided by float32 rounding
+    out, spikes = run(net, x, record=True, engine="fast")
+    differing_spikes = [int((a != b).sum()) for a, b in zip(spikes, ref_spikes, strict=True)]
+    differing_predictions = int((out.argmax(1) != ref.argmax(1)).sum())
+    rounding = _check_float32_rounding(net, x)
+    print(f"{which} float32 vs float64 reference: spikes differing per layer "
+          f"{differing_spikes}, predictions {differing_predictions} of {len(x)}, "
+          f"rounding-decided spikes {rounding}")
+    assert differing_predictions <= max(1, len(x) // 100)
+    # batch 1 gives the same as batches
+    for i in range(3):
+        np.testing.assert_array_equal(run(net, x[i:i + 1], engine="fast"), out[i:i + 1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["dense", "cnn"])
+@pytest.mark.parametrize("bits", [8, 12])
+def test_trained_integer_networks(which: str, bits: int, request: pytest.FixtureRequest,
+                                  digits: tuple[np.ndarray, np.ndarray]) -> None:
+    from whetstone.quantization import to_integer
+
+    net = to_integer(request.getfixturevalue(f"{which}_net"), bits)
+    _same(net, digits[1])  # bit-identical logits (int64) and spikes
+    fast = compile_network(net)
+    assert fast.integer
+    assert set(fast.plan(digits[1]).accumulators.values()) <= {"int32", "int64"}
+    declared = {e["index"]: e["accumulator"] for e in net.metadata["integer"]["layers"]
+                if e["kind"] in ("Affine", "Conv2d")}
+    ours = fast.plan(digits[1]).accumulators
+    assert {i: ours[i] for i in declared} == declared
