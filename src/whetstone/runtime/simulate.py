@@ -396,6 +396,15 @@ def _fast_engine(net: SpikingNetwork, x: np.ndarray, **kwargs: object
     return fast_engine(net, x, **kwargs)  # type: ignore[arg-type]
 
 
+def _onnxruntime_engine(net: SpikingNetwork, x: np.ndarray, **kwargs: object
+                        ) -> np.ndarray | tuple[np.ndarray, list[np.ndarray]]:
+    """onnxruntime on the network's ONNX model (:func:`whetstone.export.onnx.run_onnx`),
+    imported on first use (``pip install whetstone[onnx]``)."""
+    from ..export.onnx import onnx_engine
+
+    return onnx_engine(net, x, **kwargs)  # type: ignore[arg-type]
+
+
 def engine_for(name: str) -> Engine:
     """The engine registered as ``name``.
 
@@ -506,6 +515,7 @@ def _check_integer_run(x: np.ndarray, dtype: type[np.floating] | np.dtype) -> No
 
 ENGINES["numpy"] = _numpy_engine
 ENGINES["fast"] = _fast_engine
+ENGINES["onnxruntime"] = _onnxruntime_engine
 
 
 def _run_batch(net: SpikingNetwork, x: np.ndarray, record: bool, ctx: Context

@@ -10,8 +10,8 @@
   ``ConvInteger`` or integer ``MatMul``, exact).
 - :func:`run_onnx`: :func:`whetstone.runtime.run` computed by onnxruntime (one cached
   session per network); :func:`onnx_engine` is it with the engine signature of
-  :func:`whetstone.runtime.register_engine`, registered as ``"onnxruntime"`` when this
-  module is imported.
+  :func:`whetstone.runtime.register_engine`: ``run(net, x, engine="onnxruntime")`` (the
+  engine table imports it on first use).
 
 Needs the ``onnx`` extra (``pip install 'whetstone[onnx]'``: onnx and onnxruntime), imported
 on first use.
@@ -21,19 +21,6 @@ from .builder import LayerSpec, OnnxBuilder, ONNXExportError, Value
 from .engine import clear_sessions, onnx_engine, run_onnx, session
 from .model import DEFAULT_OPSET, MIN_OPSET, build_model, to_onnx
 from .writers import ONNX_WRITERS, register_onnx_writer, writer_for
-
-
-def _register() -> None:
-    """Register :func:`onnx_engine` as ``run(..., engine="onnxruntime")`` when the runtime has
-    an engine table."""
-    from ...runtime import simulate
-
-    register = getattr(simulate, "register_engine", None)
-    if register is not None:
-        register("onnxruntime", onnx_engine)
-
-
-_register()
 
 __all__ = [
     "DEFAULT_OPSET",
