@@ -393,3 +393,21 @@ def test_trained_integer_networks(which: str, bits: int, request: pytest.Fixture
                 if e["kind"] in ("Affine", "Conv2d")}
     ours = fast.plan(digits[1]).accumulators
     assert {i: ours[i] for i in declared} == declared
+
+
+@pytest.mark.slow
+def test_cli_simulate_engine(tiny_dense_run, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from whetstone.cli.main import main
+
+    results = {}
+    for engine in ("numpy", "fast"):
+        assert main(["simulate", str(tiny_dense_run), "--limit", "300", "--engine", engine,
+                     "--json", "--no-progress"]) == 0
+        results[engine] = json.loads(capsys.readouterr().out)
+    assert results["fast"]["engine"] == "fast" and results["fast"]["dtype"] == "float32"
+    assert results["numpy"]["engine"] == "numpy" and results["numpy"]["dtype"] == "float64"
+    assert results["fast"]["accuracy"] == results["numpy"]["accuracy"]
+    assert main(["simulate", str(tiny_dense_run), "--limit", "20", "--engine", "fast"]) == 0
+    assert "fast engine, float32" in capsys.readouterr().out

@@ -34,8 +34,11 @@ def add_parsers(sub: Any, add_common: Any) -> None:
                    help="convert even if some layer is below sharpness 1 (steps replace them)")
     add_common(c)
 
-    s = sub.add_parser("simulate", help="run the spiking network (numpy) on a dataset")
+    s = sub.add_parser("simulate", help="run the spiking network (numpy or fast) on a dataset")
     s.add_argument("run")
+    s.add_argument("--engine", default="numpy", choices=["numpy", "fast"],
+                   help="numpy: the reference, float64; fast: numba kernels, float32 "
+                        "(pip install whetstone[fast]); see whetstone.runtime.ENGINES")
     s.add_argument("--dataset", choices=options.DATASETS, help="dataset (default: the run's)")
     s.add_argument("--split", default="test", choices=["train", "val", "test", "train-full"])
     s.add_argument("--limit", type=options.count)
@@ -223,17 +226,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with progress.stage(f"spiking network on {name} {args.split}", len(y)):
         metrics = score_network(net, torch.from_numpy(x), torch.from_numpy(y), task,
-                                progress=progress)
+                                progress=progress, engine=args.engine)
     seconds = time.perf_counter() - t0
     primary = task.meter().primary
     result = {"run": args.run, "dataset": name, "split": args.split, "samples": len(y),
               "task": task.name, "metric": primary, "metrics": metrics,
               "accuracy": metrics[primary], "seconds": seconds,
-              "samples_per_second": len(y) / seconds}
+              "samples_per_second": len(y) / seconds, "engine": args.engine,
+              "dtype": "float64" if args.engine == "numpy" else "float32"}
     scores = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float | int))
     return _emit(result, args.json, [
         f"spiking network (threshold neurons, one time step) on {name} {args.split}, "
-        f"{len(y)} samples: {scores} ({result['samples_per_second']:.0f} samples/s, numpy)"])
+        f"{len(y)} samples: {scores} ({result['samples_per_second']:.0f} samples/s, "
+        f"{args.engine} engine, {result['dtype']})"])
 
 
 def cmd_stats(args: argparse.Namespace) -> int:

@@ -554,15 +554,18 @@ of samples per second on one core)."""
 
 
 def spiking_outputs(net: Any, x: np.ndarray, advance: Any = None,
-                    chunk: int = SPIKING_CHUNK) -> np.ndarray:
-    """The numpy runtime's float64 outputs of ``net`` for ``x``, run ``chunk`` samples at a
-    time; ``advance(n)`` (a progress counter) is called after each chunk."""
+                    chunk: int = SPIKING_CHUNK, engine: str = "numpy") -> np.ndarray:
+    """The outputs of ``net`` for ``x`` by ``engine`` (the numpy runtime in float64 by
+    default; another engine in its default dtype, see :func:`whetstone.runtime.run`), run
+    ``chunk`` samples at a time; ``advance(n)`` (a progress counter) is called after each
+    chunk."""
     from ..runtime import run as run_network
 
     outs = []
+    dtype = np.float64 if engine == "numpy" else None
     for start in range(0, len(x), chunk):
         part = x[start:start + chunk]
-        outs.append(run_network(net, part, dtype=np.float64))
+        outs.append(run_network(net, part, dtype=dtype, engine=engine))
         if advance is not None:
             advance(len(part))
     return np.concatenate(outs) if len(outs) > 1 else outs[0]
@@ -570,16 +573,17 @@ def spiking_outputs(net: Any, x: np.ndarray, advance: Any = None,
 
 def score_network(net: Any, x: torch.Tensor, y: torch.Tensor, task: Task,
                   batch_size: int | None = None,
-                  progress: Progress | None = None) -> dict[str, Any]:
+                  progress: Progress | None = None, engine: str = "numpy") -> dict[str, Any]:
     """Every score of ``task``'s meter for the spiking network ``net`` (the numpy runtime, in
-    float64) on the inputs ``x`` and their labels or masks ``y`` (``progress``: a bar over
-    the samples)."""
+    float64; or ``engine``, e.g. ``"fast"``, in its default dtype) on the inputs ``x`` and
+    their labels or masks ``y`` (``progress``: a bar over the samples)."""
     meter = task.meter()
     step = batch_size or eval_batch_size(task)
-    with counter(progress, len(x), "spiking network (numpy)") as advance:
+    chunk = SPIKING_CHUNK if engine == "numpy" else max(SPIKING_CHUNK, step)
+    with counter(progress, len(x), f"spiking network ({engine})") as advance:
         for start in range(0, len(x), step):
             xb, yb = x[start:start + step], y[start:start + step]
-            out = torch.from_numpy(spiking_outputs(net, xb.numpy(), advance))
+            out = torch.from_numpy(spiking_outputs(net, xb.numpy(), advance, chunk, engine))
             meter.update(out, task.target(xb, yb))
     return meter.compute()
 
