@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...runtime import SpikingNetwork
-from .builder import FLOAT64
+from .builder import FLOAT64, dtype_bound
 from .model import build_model, integer_input, real_dtype
 
 if TYPE_CHECKING:
@@ -33,17 +33,39 @@ if TYPE_CHECKING:
 
 @dataclass
 class _Entry:
-    """The sessions of one network, with what they were built from (kept alive here so that
-    an identity check cannot match a new object at a reused address)."""
+    """The sessions of one network, with what they were built from: its layers (kept alive
+    here, so that an identity check cannot match a new object at a reused address), sources,
+    ``metadata["integer"]`` (the object and its JSON) and whether it is an integer network.
+    ``sessions``: settings -> ``(InferenceSession, input name)``."""
 
     layers: tuple[Any, ...]
     inputs: Any
-    integer_meta: str
-    sessions: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+    integer_meta: Any
+    integer_json: str
+    integer: bool
+    sessions: dict[tuple[Any, ...], tuple[Any, str]] = field(default_factory=dict)
+
+    def matches(self, net: SpikingNetwork) -> bool:
+        """Whether ``net`` still has these layers, sources and integer metadata (an identity
+        check per layer; the metadata by identity, else by its JSON)."""
+        layers = net.layers
+        if len(layers) != len(self.layers) or any(
+                a is not b for a, b in zip(self.layers, layers, strict=True)):
+            return False
+        inputs = net.inputs
+        if inputs is not self.inputs and (inputs is None or self.inputs is None
+                                          or tuple(inputs) != tuple(self.inputs)):
+            return False
+        meta = net.metadata.get("integer")
+        return meta is self.integer_meta or _json(meta) == self.integer_json
 
 
 _ENTRIES: dict[int, _Entry] = {}
 _REFS: dict[int, weakref.ref[SpikingNetwork]] = {}
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _onnxruntime() -> Any:
@@ -58,32 +80,26 @@ def _onnxruntime() -> Any:
 def _entry(net: SpikingNetwork) -> _Entry:
     """The cache entry of ``net``, new when it changed since its sessions were built."""
     key = id(net)
-    meta = json.dumps(net.metadata.get("integer"), sort_keys=True, default=str)
-    inputs = None if net.inputs is None else tuple(net.inputs)
     entry = _ENTRIES.get(key)
     ref = _REFS.get(key)
-    if (entry is None or ref is None or ref() is not net or entry.inputs != inputs
-            or entry.integer_meta != meta or len(entry.layers) != len(net.layers)
-            or any(a is not b for a, b in zip(entry.layers, net.layers, strict=True))):
-        entry = _Entry(tuple(net.layers), inputs, meta)
+    if entry is None or ref is None or ref() is not net or not entry.matches(net):
+        meta = net.metadata.get("integer")
+        inputs = None if net.inputs is None else list(net.inputs)
+        entry = _Entry(tuple(net.layers), inputs, meta, _json(meta), net.is_integer)
         _ENTRIES[key] = entry
         _REFS[key] = weakref.ref(net, lambda _r, k=key: (_ENTRIES.pop(k, None),
                                                           _REFS.pop(k, None)))
     return entry
 
 
-def session(net: SpikingNetwork, input_shape: tuple[int, ...], *,
-            dtype: Any = None, input_dtype: Any = None, record: bool = False,
-            threads: int | None = None) -> Any:
-    """The cached ``onnxruntime.InferenceSession`` of ``net`` for these settings (built on
-    first use; arguments as in :func:`~whetstone.export.onnx.build_model`). ``threads``:
-    onnxruntime's intra-op threads (``None``: its default, one per physical core)."""
-    ort = _onnxruntime()
-    real = real_dtype(net, dtype)
-    in_dtype = integer_input(net, input_dtype)[0] if net.is_integer else real
-    key = (real.str, in_dtype.str, tuple(input_shape), bool(record), threads)
-    entry = _entry(net)
-    if key not in entry.sessions:
+def _session(net: SpikingNetwork, entry: _Entry, input_shape: tuple[int, ...],
+             real: np.dtype, in_dtype: np.dtype, record: bool, threads: int | None
+             ) -> tuple[Any, str]:
+    """``(session, input name)`` of ``entry`` for these settings, built on first use."""
+    key = (real.str, in_dtype.str, input_shape, record, threads)
+    found = entry.sessions.get(key)
+    if found is None:
+        ort = _onnxruntime()
         model = build_model(net, dtype=real, input_shape=input_shape, input_dtype=in_dtype,
                             record=record)
         options = ort.SessionOptions()
@@ -92,9 +108,23 @@ def session(net: SpikingNetwork, input_shape: tuple[int, ...], *,
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        entry.sessions[key] = ort.InferenceSession(model.SerializeToString(), options,
-                                                   providers=["CPUExecutionProvider"])
-    return entry.sessions[key]
+        sess = ort.InferenceSession(model.SerializeToString(), options,
+                                    providers=["CPUExecutionProvider"])
+        found = entry.sessions[key] = (sess, sess.get_inputs()[0].name)
+    return found
+
+
+def session(net: SpikingNetwork, input_shape: tuple[int, ...], *,
+            dtype: Any = None, input_dtype: Any = None, record: bool = False,
+            threads: int | None = None) -> Any:
+    """The cached ``onnxruntime.InferenceSession`` of ``net`` for these settings (built on
+    first use; arguments as in :func:`~whetstone.export.onnx.build_model`). ``threads``:
+    onnxruntime's intra-op threads (``None``: its default, one per physical core)."""
+    entry = _entry(net)
+    real = real_dtype(net, dtype)
+    in_dtype = integer_input(net, input_dtype)[0] if entry.integer else real
+    return _session(net, entry, tuple(int(d) for d in input_shape), real, in_dtype,
+                    bool(record), threads)[0]
 
 
 def _integer_x(net: SpikingNetwork, x: np.ndarray) -> np.ndarray:
@@ -104,6 +134,8 @@ def _integer_x(net: SpikingNetwork, x: np.ndarray) -> np.ndarray:
         raise ValueError(f"an integer network takes integer inputs (e.g. uint8 pixels: "
                          f"whetstone.quantization.integer_inputs converts), got {x.dtype}")
     dtype, bound = integer_input(net, None)
+    if x.dtype == dtype and bound >= dtype_bound(dtype):  # every value fits
+        return x
     if x.size:
         lo, hi = int(x.min()), int(x.max())
         info = np.iinfo(dtype)
@@ -141,19 +173,21 @@ def run_onnx(
     x = np.asarray(x)
     if x.ndim < 1:
         raise ValueError("x must be a batch (N, ...)")
-    if net.is_integer:
+    entry = _entry(net)
+    if entry.integer:
         if dtype is not None and np.dtype(dtype) != FLOAT64:
             raise ValueError(f"an integer network is computed exactly in integers; dtype must "
                              f"be None or float64, not {np.dtype(dtype)}")
         x = _integer_x(net, x)
-        sess = session(net, x.shape[1:], input_dtype=x.dtype, record=record, threads=threads)
-        out_dtype = np.dtype(np.int64)
+        real, out_dtype = FLOAT64, np.dtype(np.int64)
     else:
-        real = real_dtype(net, dtype)
+        real = out_dtype = real_dtype(net, dtype)
         x = x.astype(real, copy=False)
-        sess = session(net, x.shape[1:], dtype=real, record=record, threads=threads)
-        out_dtype = real
-    name = sess.get_inputs()[0].name
+    sess, name = _session(net, entry, x.shape[1:], real, x.dtype, bool(record), threads)
+    if progress is None and len(x) <= batch_size:  # one call (the latency path)
+        got = sess.run(None, {name: np.ascontiguousarray(x)})
+        out = got[0].astype(out_dtype, copy=False)
+        return (out, got[1:]) if record else out
     outs: list[np.ndarray] = []
     spikes: list[list[np.ndarray]] = []
     starts: Iterable[int] = range(0, max(len(x), 1), max(1, int(batch_size)))
