@@ -463,6 +463,26 @@ def test_batches_and_threads() -> None:
     np.testing.assert_array_equal(run_onnx(net, x[:1], dtype=np.float64), want[:1])
 
 
+def test_im2col_memory_bounds_the_samples_per_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A float64 convolution is an im2col in the graph: the model records its bytes per
+    sample and run_onnx splits a batch so that one call stays within WORKSPACE_BYTES."""
+    from whetstone.export.onnx import engine
+
+    net = conv_net(np.random.default_rng(24))
+    props = {p.key: p.value for p in build_model(net, dtype="float64").metadata_props}
+    per_sample = int(props["whetstone_im2col_bytes_per_sample"])
+    assert per_sample == 6 * 2 * 2 * 7 * 11 * 8  # Cin kh kw Ho Wo: the grouped 2x2 conv
+    assert build_model(net).metadata_props[-1].value == "0"  # float32: Conv, no im2col
+    monkeypatch.setattr(engine, "WORKSPACE_BYTES", 3 * per_sample)
+    calls = []
+    real_run = ort.InferenceSession.run
+    monkeypatch.setattr(ort.InferenceSession, "run",
+                        lambda self, *a, **k: calls.append(1) or real_run(self, *a, **k))
+    x = _x(net, n=10)
+    np.testing.assert_array_equal(run_onnx(net, x, dtype=np.float64), rt.run(net, x))
+    assert len(calls) == 4  # 3 + 3 + 3 + 1 samples
+
+
 def test_registered_as_the_onnxruntime_engine() -> None:
     from whetstone.runtime import simulate
 

@@ -113,6 +113,9 @@ class OnnxBuilder:
 
     real: np.dtype
     integer: bool = False
+    workspace: int = 0
+    """Bytes per sample of the largest matrix an im2col convolution builds (a runtime can
+    bound its batch by it)."""
     nodes: list[Any] = field(default_factory=list)
     initializers: list[Any] = field(default_factory=list)
     _names: set[str] = field(default_factory=set)

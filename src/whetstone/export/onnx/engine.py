@@ -25,7 +25,7 @@ import numpy as np
 
 from ...runtime import SpikingNetwork
 from .builder import FLOAT64, dtype_bound
-from .model import build_model, integer_input, real_dtype
+from .model import WORKSPACE_PROP, build_model, integer_input, real_dtype
 
 if TYPE_CHECKING:
     from ...progress import Progress
@@ -36,14 +36,14 @@ class _Entry:
     """The sessions of one network, with what they were built from: its layers (kept alive
     here, so that an identity check cannot match a new object at a reused address), sources,
     ``metadata["integer"]`` (the object and its JSON) and whether it is an integer network.
-    ``sessions``: settings -> ``(InferenceSession, input name)``."""
+    ``sessions``: settings -> ``(InferenceSession, input name, most samples per call)``."""
 
     layers: tuple[Any, ...]
     inputs: Any
     integer_meta: Any
     integer_json: str
     integer: bool
-    sessions: dict[tuple[Any, ...], tuple[Any, str]] = field(default_factory=dict)
+    sessions: dict[tuple[Any, ...], tuple[Any, str, int | None]] = field(default_factory=dict)
 
     def matches(self, net: SpikingNetwork) -> bool:
         """Whether ``net`` still has these layers, sources and integer metadata (an identity
@@ -59,6 +59,11 @@ class _Entry:
         meta = net.metadata.get("integer")
         return meta is self.integer_meta or _json(meta) == self.integer_json
 
+
+WORKSPACE_BYTES = 256 * 2**20
+"""Most bytes of im2col matrices one session call may build (float64 and wide integer
+convolutions): :func:`run_onnx` splits a batch into calls of at most
+``WORKSPACE_BYTES // (bytes per sample)`` samples."""
 
 _ENTRIES: dict[int, _Entry] = {}
 _REFS: dict[int, weakref.ref[SpikingNetwork]] = {}
@@ -94,8 +99,10 @@ def _entry(net: SpikingNetwork) -> _Entry:
 
 def _session(net: SpikingNetwork, entry: _Entry, input_shape: tuple[int, ...],
              real: np.dtype, in_dtype: np.dtype, record: bool, threads: int | None
-             ) -> tuple[Any, str]:
-    """``(session, input name)`` of ``entry`` for these settings, built on first use."""
+             ) -> tuple[Any, str, int | None]:
+    """``(session, input name, most samples per call)`` of ``entry`` for these settings, built
+    on first use; the last bounds the im2col matrices of a call by :data:`WORKSPACE_BYTES`
+    (``None``: no im2col)."""
     key = (real.str, in_dtype.str, input_shape, record, threads)
     found = entry.sessions.get(key)
     if found is None:
@@ -110,7 +117,10 @@ def _session(net: SpikingNetwork, entry: _Entry, input_shape: tuple[int, ...],
         options.log_severity_level = 3
         sess = ort.InferenceSession(model.SerializeToString(), options,
                                     providers=["CPUExecutionProvider"])
-        found = entry.sessions[key] = (sess, sess.get_inputs()[0].name)
+        props = {p.key: p.value for p in model.metadata_props}
+        per_sample = int(props.get(WORKSPACE_PROP, "0"))
+        most = WORKSPACE_BYTES // per_sample if per_sample else None
+        found = entry.sessions[key] = (sess, sess.get_inputs()[0].name, most)
     return found
 
 
@@ -183,14 +193,15 @@ def run_onnx(
     else:
         real = out_dtype = real_dtype(net, dtype)
         x = x.astype(real, copy=False)
-    sess, name = _session(net, entry, x.shape[1:], real, x.dtype, bool(record), threads)
+    sess, name, most = _session(net, entry, x.shape[1:], real, x.dtype, bool(record), threads)
+    batch_size = max(1, int(batch_size) if most is None else min(int(batch_size), max(1, most)))
     if progress is None and len(x) <= batch_size:  # one call (the latency path)
         got = sess.run(None, {name: np.ascontiguousarray(x)})
         out = got[0].astype(out_dtype, copy=False)
         return (out, got[1:]) if record else out
     outs: list[np.ndarray] = []
     spikes: list[list[np.ndarray]] = []
-    starts: Iterable[int] = range(0, max(len(x), 1), max(1, int(batch_size)))
+    starts: Iterable[int] = range(0, max(len(x), 1), batch_size)
     if progress is not None:
         starts = progress.iterate(starts, desc="spiking network (onnxruntime)", unit="batch")
     for start in starts:

@@ -44,6 +44,9 @@ DEFAULT_OPSET = 17
 MIN_OPSET = 13
 """Oldest opset written (``Unsqueeze`` / ``ReduceSum`` take their axes as inputs from 13)."""
 
+WORKSPACE_PROP = "whetstone_im2col_bytes_per_sample"
+"""Model property: bytes per sample of the largest im2col matrix (0 when none)."""
+
 Dtype = Literal["float32", "float64"]
 
 
@@ -171,6 +174,7 @@ def build_model(net: SpikingNetwork, *, dtype: Dtype | np.dtype | type | None = 
         "whetstone_readout": net.readout,
         "whetstone_threshold": "z = 1[x >= theta] (ties fire)",
         "whetstone_arithmetic": "integer" if integer else real.name,
+        WORKSPACE_PROP: str(builder.workspace),
     })
     builder.onnx.checker.check_model(model)
     return model

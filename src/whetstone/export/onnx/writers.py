@@ -304,6 +304,8 @@ def im2col_conv(builder: OnnxBuilder, x: Value, layer: Conv2d, out: tuple[int, .
     cout, cg, kh, kw = layer.weight.shape
     g = layer.groups
     _, ho, wo = out
+    builder.workspace = max(builder.workspace,
+                            cg * g * kh * kw * ho * wo * np.dtype(dtype).itemsize)
     xin = _pad(builder, builder.cast(x, dtype).name, layer.padding, hint)
     sh, sw = layer.stride
     dh, dw = layer.dilation
