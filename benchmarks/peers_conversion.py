@@ -27,8 +27,18 @@ Headline per mode: the smallest T at which conversion comes within 0.5 points of
 binary accuracy, its synaptic operations, and the ratios of operations and time steps to
 whetstone's (one step).
 
+``--relu-run PATH`` converts a given ReLU run folder instead (``config.json``,
+``model.safetensors``, ``summary.json`` as :func:`ann_run` writes them, e.g. the one
+``benchmarks.sharpen`` sharpens): no whetstone run, no headline, no plot; the result
+``peers-conversion-LABEL.json`` (``LABEL``: the folder's name without ``-relu-seedS``, e.g.
+``sharpen-mnist-dense``) records the weights' :func:`weights_sha256` so a reader can check
+that it converted the very network it compares with. Dense and convolutional networks
+(SpikingJelly fuses BatchNorm into the layer before it; max pooling stays max pooling of
+spikes); synaptic operations are counted for Linear layers and the decode only.
+
     python -m benchmarks.peers_conversion --seeds 0
     python -m benchmarks.peers_conversion --quick
+    python -m benchmarks.peers_conversion --relu-run runs/bench/sharpen-mnist-dense-relu-seed0
 """
 
 from __future__ import annotations
@@ -47,7 +57,7 @@ from torch import Tensor, nn
 from whetstone.nn.decode import SoftmaxDecode
 from whetstone.presets import TrainConfig, build_model
 from whetstone.runs import load_run, load_split
-from whetstone.runs.io import load_weights, save_weights
+from whetstone.runs.io import load_weights, save_weights, state_tensors, tensors_sha256
 
 from .common import RESULTS, write_json
 from .peers_direct import (
@@ -89,6 +99,32 @@ def ann_run(config: TrainConfig, run_dir: Path, limits: dict[str, int | None],
     save_weights(model, weights)
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     return model, summary
+
+
+def weights_sha256(model: nn.Module) -> str:
+    """SHA-256 of ``model.state_dict()`` (every parameter and buffer, by name, dtype, shape
+    and bytes: :func:`whetstone.runs.io.tensors_sha256`): equal for two models exactly when
+    they hold the same weights."""
+    return tensors_sha256(state_tensors(model))
+
+
+def load_relu_run(run_dir: Path) -> tuple[TrainConfig, nn.Sequential, dict[str, Any]]:
+    """The ReLU ANN kept in ``run_dir`` by :func:`ann_run`: its configuration, the model
+    (``build_model(config, plain=True)`` with the saved weights, eval mode) and its summary
+    with ``weights_sha256`` and ``run_dir`` added."""
+    config = TrainConfig.load(run_dir / "config.json")
+    model = build_model(config, plain=True)
+    load_weights(model, run_dir / "model.safetensors")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary.update(weights_sha256=weights_sha256(model), run_dir=str(run_dir))
+    return config, model.eval(), summary
+
+
+def relu_run_label(run_dir: Path) -> str:
+    """``sharpen-mnist-dense`` for ``.../sharpen-mnist-dense-relu-seed0``."""
+    name = run_dir.resolve().name
+    head, sep, _ = name.rpartition("-relu-seed")
+    return head if sep else name
 
 
 def time_steps(max_steps: int) -> list[int]:
@@ -180,10 +216,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true",
                    help="smoke check: 2 epochs on 2,000 training and 1,000 test images, T <= 16")
     p.add_argument("--runs-dir", type=Path, default=Path("runs/bench"))
+    p.add_argument("--relu-run", type=Path, default=None,
+                   help="convert this ReLU run folder (config.json, model.safetensors,\n"
+                        "summary.json) instead of the preset's; --preset and --seeds ignored")
+    p.add_argument("--calibration", type=int, default=None,
+                   help="with --relu-run: the first N training images calibrate (default:\n"
+                        "all the run was trained on; fewer for convolutional networks, whose\n"
+                        "percentile over every activation of a batch is slow)")
     args = p.parse_args(argv)
 
-    config, label, limits = recipe(args.preset, args.quick)
     steps = time_steps(16 if args.quick else args.max_steps)
+    if args.relu_run is not None:
+        convert_relu_run(args.relu_run, args.modes, steps, args.quick, args.calibration)
+        return
+    config, label, limits = recipe(args.preset, args.quick)
     out = RESULTS / f"peers-conversion-{label}.json"
     result: dict[str, Any] = {
         "study": "peers-conversion",
@@ -246,6 +292,58 @@ def main(argv: list[str] | None = None) -> None:
     png = RESULTS / f"peers-{label}.png"
     plot(result, _direct(label), png)
     print(f"wrote {out} and {png}")
+
+
+def convert_relu_run(run_dir: Path, modes: list[str], steps: list[int], quick: bool,
+                     calibration_samples: int | None = None) -> Path:
+    """Convert the ReLU ANN of ``run_dir`` in every calibration mode and sweep ``steps`` on
+    the test set (quick: its first 1,000 images); calibration on the training images the run
+    was trained on (its recorded limits; the first ``calibration_samples`` when given).
+    Writes ``peers-conversion-LABEL[-quick].json`` with
+    the ANN's ``weights_sha256``; returns its path."""
+    config, ann, summary = load_relu_run(run_dir)
+    label = relu_run_label(run_dir) + ("-quick" if quick else "")
+    limits = summary.get("limits") or {}
+    train = load_split(config.dataset, "train", limit=limits.get("train_limit"))
+    test = load_split(config.dataset, "test", limit=1000 if quick else limits.get("test_limit"))
+    calib_x = train.x if calibration_samples is None else train.x[:calibration_samples]
+    calibration = [calib_x[i:i + 1000] for i in range(0, len(calib_x), 1000)]
+    decode = ann[-1]
+    if not isinstance(decode, SoftmaxDecode):
+        raise ValueError(f"{run_dir}: the ReLU ANN must end with a SoftmaxDecode")
+    with torch.no_grad():
+        ann_classes = torch.cat([ann(test.x[i:i + 1000]).argmax(1)
+                                 for i in range(0, len(test.x), 1000)])
+    summary["test_accuracy_here"] = float((ann_classes == test.y).double().mean())
+    summary["test_samples_here"] = len(test.x)
+    out = RESULTS / f"peers-conversion-{label}.json"
+    entry: dict[str, Any] = {"seed": config.seed, "ann": summary, "conversion": {}}
+    result: dict[str, Any] = {
+        "study": "peers-conversion", "label": label, "preset": config.name,
+        "dataset": config.dataset, "config": config.to_dict(),
+        "relu_run": {"path": str(run_dir), "weights_sha256": summary["weights_sha256"]},
+        "conversion": {"framework": "spikingjelly", "api": "ann2snn.Converter(RateCodingRecipe)",
+                       "modes": modes, "time_steps": steps,
+                       "calibration_samples": len(calib_x),
+                       "input": "image as input current at every time step",
+                       "readout": "argmax of the key's decode of the output spike counts"},
+        "synops_convention": "per inference, summed over time steps: nonzero inputs of every "
+                             "Linear and of the decode times their fan-out (convolutions not "
+                             "counted); first counted layer MACs, the rest ACs",
+        "environment": peer_environment("cpu"), "quick": quick, "runs": [entry]}
+    print(f"{label}: ReLU ANN of {run_dir} (sha256 {summary['weights_sha256'][:12]}), test "
+          f"accuracy {summary['test_accuracy_here']:.4f}", flush=True)
+    write_json(out, result)
+    for mode in modes:
+        t0 = time.perf_counter()
+        snn = convert(ann, calibration, parse_mode(mode))
+        sweep = simulate(snn, decode, test.x, test.y, steps)
+        entry["conversion"][mode] = {"sweep": sweep, "seconds": time.perf_counter() - t0}
+        write_json(out, result)
+        for row in sweep:
+            print(f"  {mode} T={row['T']:>3}: {row['accuracy']:.4f}", flush=True)
+    print(f"wrote {out}", flush=True)
+    return out
 
 
 def _direct(label: str) -> dict[str, Any] | None:
@@ -319,7 +417,7 @@ def finish_plot(fig: Any, ax: Any, title: str, path: Path, **legend: Any) -> Non
 def section() -> list[str]:
     """BENCHMARKS.md lines from the non-quick ``peers-conversion-*.json`` ([] when none)."""
     results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("peers-conversion-*.json"))]
-    results = [r for r in results if not r.get("quick") and r["runs"]]
+    results = [r for r in results if not r.get("quick") and r["runs"] and "relu_run" not in r]
     if not results:
         return []
     lines = ["## The field side by side: ANN-to-SNN rate conversion (SpikingJelly)", ""]

@@ -37,8 +37,14 @@ time steps to whetstone's.
 If Sinabs cannot be installed, the result says so (``"installed": false``) with the failing
 command and the last lines of pip's output, and the report prints that error.
 
+``--relu-run PATH`` converts a given ReLU run folder instead (as
+``benchmarks.peers_conversion --relu-run``): no whetstone run, no headline, no plot; the
+result ``peers-sinabs-LABEL.json`` records the weights' ``weights_sha256``. Dense networks
+only (the worker rebuilds ``Flatten, Linear, ReLU, ...``).
+
     python -m benchmarks.peers_sinabs --seeds 0
     python -m benchmarks.peers_sinabs --quick
+    python -m benchmarks.peers_sinabs --relu-run runs/bench/sharpen-mnist-dense-relu-seed0
 """
 
 from __future__ import annotations
@@ -67,7 +73,9 @@ from .peers_conversion import (
     ann_run,
     finish_plot,
     headline,
+    load_relu_run,
     reference_points,
+    relu_run_label,
     time_steps,
 )
 from .peers_direct import recipe, whetstone_run, whetstone_synops
@@ -233,6 +241,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--runs-dir", type=Path, default=Path("runs/bench"))
     p.add_argument("--venv", type=Path, default=VENV, help="the Sinabs environment")
     p.add_argument("--torch-pin", default=TORCH_PIN)
+    p.add_argument("--relu-run", type=Path, default=None,
+                   help="convert this ReLU run folder (config.json, model.safetensors,\n"
+                        "summary.json) instead of the preset's; --preset and --seeds ignored")
     args = p.parse_args(argv)
 
     t_start = time.perf_counter()
@@ -283,6 +294,9 @@ def main(argv: list[str] | None = None) -> None:
     result["environment"]["sinabs_venv_versions"] = versions
     print("sinabs environment: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
           flush=True)
+    if args.relu_run is not None:
+        convert_relu_run(args, result, steps)
+        return
 
     train = load_split(config.dataset, "train", limit=limits["train_limit"])
     test = load_split(config.dataset, "test", limit=limits["test_limit"])
@@ -349,6 +363,47 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {out} ({result['seconds']:.0f} s)")
     if failed:
         raise SystemExit(1)
+
+
+def convert_relu_run(args: argparse.Namespace, result: dict[str, Any], steps: list[int]) -> None:
+    """Sinabs conversion of the ReLU ANN in ``args.relu_run`` (every mode, the sweep
+    ``steps``); ``result`` (environment, install, conversion settings) is completed with the
+    run's configuration and ``weights_sha256`` and written to ``peers-sinabs-LABEL.json``."""
+    t_start = time.perf_counter()
+    config, ann, summary = load_relu_run(args.relu_run)
+    label = relu_run_label(args.relu_run) + ("-quick" if args.quick else "")
+    limits = summary.get("limits") or {}
+    train = load_split(config.dataset, "train", limit=limits.get("train_limit"))
+    test = load_split(config.dataset, "test",
+                      limit=1000 if args.quick else limits.get("test_limit"))
+    calibration = train.x if args.calibration is None else train.x[:args.calibration]
+    out = RESULTS / f"peers-sinabs-{label}.json"
+    result.update(label=label, preset=config.name, dataset=config.dataset,
+                  config=config.to_dict(),
+                  relu_run={"path": str(args.relu_run),
+                            "weights_sha256": summary["weights_sha256"]})
+    entry: dict[str, Any] = {"seed": config.seed, "ann": summary, "conversion": {}}
+    result["runs"] = [entry]
+    print(f"{label}: ReLU ANN of {args.relu_run} (sha256 {summary['weights_sha256'][:12]})",
+          flush=True)
+    with tempfile.TemporaryDirectory(prefix="peers-sinabs-") as tmp:
+        folder = Path(tmp)
+        ann_path, data_path = export(ann, test.x, test.y, calibration, folder)
+        job = {"ann": str(ann_path), "data": str(data_path),
+               "output": str(folder / "result.json"), "modes": args.modes,
+               "steps": steps, "batch_size": args.batch_size, "chunk": args.chunk,
+               "spike_fn": args.spike_fn, "threads": torch.get_num_threads()}
+        res = run_worker(args.venv, job, folder)
+    result["seconds"] = time.perf_counter() - t_start
+    if "error" in res:
+        entry["worker_error"] = res["error"]
+        write_json(out, result)
+        raise SystemExit(1)
+    entry["worker"] = {k: res[k] for k in ("ann_accuracy", "test_samples",
+                                           "calibration_samples", "spike_fn", "torch_threads")}
+    entry["conversion"] = res["modes"]
+    write_json(out, result)
+    print(f"wrote {out} ({result['seconds']:.0f} s)", flush=True)
 
 
 def _conversion(label: str) -> dict[str, Any] | None:
@@ -431,7 +486,7 @@ def section() -> list[str]:
     """BENCHMARKS.md lines from the non-quick ``peers-sinabs-*.json`` ([] when none)."""
     results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("peers-sinabs-*.json"))
                if "-quick" not in p.stem]
-    results = [r for r in results if not r.get("quick")]
+    results = [r for r in results if not r.get("quick") and "relu_run" not in r]
     if not results:
         return []
     lines = ["## The field side by side: ANN-to-SNN rate conversion (Sinabs)", ""]

@@ -19,11 +19,21 @@ Per network (the preset's architecture with every activation ``nn.ReLU``:
    spiking network (``to_spiking``; the two must agree sample for sample).
 
 Both networks end ``Linear(W) -> ReLU -> SoftmaxDecode(key)``: the final ReLU becomes the
-output population, so no head is replaced. Beside them, the rate-coded conversion of the same
-kind of ReLU network by SpikingJelly and Sinabs (``benchmarks.peers_conversion``,
-``benchmarks.peers_sinabs``) is quoted from their result files (their seed-0 rows): the
-smallest number of time steps at which they reach within 0.5 points of our fine-tuned
-single-step accuracy.
+output population, so no head is replaced. Beside them, the report shows the rate-coded
+conversion of **the very same ReLU network** (same weights: the SHA-256 of its state dict,
+``peers_conversion.weights_sha256``, recorded here as ``relu.weights_sha256`` and by the
+peers, must be equal) by SpikingJelly and Sinabs, which convert the run folder this study
+trains or reuses::
+
+    python -m benchmarks.peers_conversion --relu-run runs/bench/sharpen-mnist-dense-relu-seed0
+    python -m benchmarks.peers_sinabs --relu-run runs/bench/sharpen-mnist-dense-relu-seed0 \
+        --modes max 99.9%
+
+(``peers-conversion-sharpen-LABEL.json``, ``peers-sinabs-sharpen-LABEL.json``). Per peer and
+calibration mode: the accuracy at every T, its best T (the smallest T within 0.5 points of
+its best accuracy over the sweep) and the smallest T within 0.5 points of our fine-tuned
+single-step accuracy. A peer whose file is absent, failed, or converted other weights is
+reported as missing; nothing is quoted from other training runs.
 
     python -m benchmarks.sharpen                 # both networks, about 15 minutes on 1 core
     python -m benchmarks.sharpen --networks mnist-dense
@@ -51,7 +61,7 @@ from whetstone.runs import load_split, seed_everything
 
 from .accuracy import recipe_config
 from .common import RESULTS, environment, write_json
-from .peers_conversion import WITHIN, ann_run
+from .peers_conversion import WITHIN, ann_run, weights_sha256
 from .report import _env_line
 
 FULL = {"train_limit": None, "test_limit": None}
@@ -140,30 +150,59 @@ def finetune(sharp: nn.Module, net: Network, config: TrainConfig, train: Any, va
                          "sharpness": r.sharpness} for r in history]}
 
 
-def peers(label: str, ours: float) -> dict[str, Any]:
-    """The seed-0 sweeps of the rate-conversion peers on this preset's ReLU network, and the
-    smallest T within :data:`WITHIN` of ``ours`` (our fine-tuned single-step accuracy)."""
-    out: dict[str, Any] = {}
-    for study in ("peers-conversion", "peers-sinabs"):
-        path = RESULTS / f"{study}-{label}.json"
+PEERS = (("peers-conversion", "SpikingJelly", "benchmarks.peers_conversion", ""),
+         ("peers-sinabs", "Sinabs", "benchmarks.peers_sinabs", " --modes max 99.9%"))
+"""(result prefix, framework, module, extra options) of the rate-conversion peers."""
+
+
+def _smallest_t(sweep: list[tuple[int, float]], target: float) -> int | None:
+    return next((t for t, a in sweep if a >= target), None)
+
+
+def peers(label: str, run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The peers' conversions of this run's ReLU network (``sharpen-LABEL``), read now.
+
+    Each: ``framework``, ``file`` and either ``missing`` (why: no file, a failed worker,
+    other weights) or ``modes``: per calibration mode the ``sweep`` ``[(T, accuracy)]``, the
+    best accuracy, ``best_T`` (smallest T within :data:`WITHIN` of that best) and
+    ``T_within_ours`` (smallest T within :data:`WITHIN` of our fine-tuned binary accuracy).
+    """
+    ours = run["finetuned"]["test_accuracy_binary"]
+    sha = run["relu"].get("weights_sha256")
+    run_dir = run["relu"].get("run_dir", f"runs/bench/sharpen-{label}-relu-seed{run['seed']}")
+    out = []
+    for prefix, framework, module, extra in PEERS:
+        path = RESULTS / f"{prefix}-sharpen-{label}.json"
+        peer: dict[str, Any] = {"framework": framework, "file": path.name,
+                                "command": f"python -m {module} --relu-run {run_dir}{extra}"}
+        out.append(peer)
         if not path.exists():
+            peer["missing"] = f"`{path.name}` absent"
             continue
         res = json.loads(path.read_text())
-        run = next((r for r in res["runs"] if r["seed"] == 0), None)
-        if run is None:
+        theirs = res.get("relu_run", {}).get("weights_sha256")
+        if sha is None or theirs != sha:
+            peer["missing"] = (f"`{path.name}` converted weights with sha256 "
+                               f"{(theirs or 'none')[:12]}, this study's ReLU network has "
+                               f"{(sha or 'none recorded')[:12]}")
             continue
-        modes = {}
-        for mode, conv in run["conversion"].items():
+        entry = res["runs"][0]
+        if "worker_error" in entry or not entry.get("conversion"):
+            peer["missing"] = f"`{path.name}`: the conversion failed or holds no sweep"
+            continue
+        peer["sha256"] = theirs
+        env = res.get("environment", {})
+        versions = env.get("sinabs_venv_versions") or env.get("versions") or {}
+        peer["version"] = versions.get(framework.lower())
+        peer["calibration_samples"] = (res["conversion"].get("calibration_samples")
+                                       or entry.get("worker", {}).get("calibration_samples"))
+        peer["modes"] = {}
+        for mode, conv in entry["conversion"].items():
             sweep = [(row["T"], row["accuracy"]) for row in conv["sweep"]]
-            hit = next((t for t, a in sweep if a >= ours - WITHIN), None)
-            best = max(sweep, key=lambda ta: ta[1])
-            modes[mode] = {"T_within": hit, "best_T": best[0], "best_accuracy": best[1],
-                           "sweep": sweep}
-        out[study] = {"framework": res["conversion"]["framework"],
-                      "api": res["conversion"]["api"], "file": path.name,
-                      "date": res["environment"]["date"],
-                      "ann_test_accuracy": run["ann"]["test_accuracy"],
-                      "ann_train_samples": run["ann"].get("train_samples"), "modes": modes}
+            best = max(a for _, a in sweep)
+            peer["modes"][mode] = {"sweep": sweep, "best_accuracy": best,
+                                   "best_T": _smallest_t(sweep, best - WITHIN),
+                                   "T_within_ours": _smallest_t(sweep, ours - WITHIN)}
     return out
 
 
@@ -180,10 +219,11 @@ def study(net: Network, seed: int, args: argparse.Namespace, result: dict[str, A
     entry: dict[str, Any] = {"network": net.label, "seed": seed, "config": config.to_dict()}
     result["runs"].append(entry)
 
-    relu, summary = ann_run(config, args.runs_dir / f"sharpen-{label}-relu-seed{seed}",
-                            limits)
+    relu_dir = args.runs_dir / f"sharpen-{label}-relu-seed{seed}"
+    relu, summary = ann_run(config, relu_dir, limits)
     relu_classes = _classes(relu, test.x)
-    entry["relu"] = {**summary, "test_accuracy": float((relu_classes == test.y).float().mean())}
+    entry["relu"] = {**summary, "test_accuracy": float((relu_classes == test.y).float().mean()),
+                     "run_dir": str(relu_dir), "weights_sha256": weights_sha256(relu)}
     print(f"{label} seed {seed}: ReLU {entry['relu']['test_accuracy']:.4f}", flush=True)
     write_json(out, result)
 
@@ -224,7 +264,6 @@ def study(net: Network, seed: int, args: argparse.Namespace, result: dict[str, A
     print(f"  fine-tuned ({f['chosen_epoch'] + 1} of {f['epochs']} epochs chosen on val): "
           f"binary {f['test_accuracy_binary']:.4f}, spiking {f['test_accuracy_spiking']:.4f} "
           f"(equal: {f['spiking_equals_torch']})", flush=True)
-    entry["peers"] = peers(net.label, f["test_accuracy_binary"])
     write_json(out, result)
 
 
@@ -269,9 +308,11 @@ def section() -> list[str]:
              "accuracy at sharpness 0, simply thresholded (sharpness 1, no training), and "
              "fine-tuned with a bottom-up scheduled sharpener (straight-through gradient; the "
              "fully binary epoch with the best validation accuracy kept), on the full test set. "
-             "Rate conversion of the preset's ReLU network by the peers, quoted from their "
-             "result files (seed 0): the fewest time steps within 0.5 points of our "
-             "fine-tuned single-step accuracy.", ""]
+             "Beside them, rate conversion of the very same ReLU network (same weights, "
+             "checked by the SHA-256 of its state dict) by SpikingJelly and Sinabs over their "
+             "time-step sweeps: their best T (the fewest time steps within 0.5 points of "
+             "their best accuracy), the fewest within 0.5 points of our fine-tuned "
+             "single-step accuracy, and the accuracy at every T.", ""]
     for res in results:
         for run in res["runs"]:
             if "finetuned" not in run:
@@ -290,21 +331,36 @@ def section() -> list[str]:
                       f"**{_pct(f['test_accuracy_binary'])}** (spiking network "
                       f"{_pct(f['test_accuracy_spiking'])}, equal: "
                       f"{f['spiking_equals_torch']}) |"]
-            for peer in run.get("peers", {}).values():
+            notes = []
+            for peer in peers(res["label"], run):
+                if "missing" in peer:
+                    lines.append(f"| {peer['framework']} rate conversion of this ReLU network | "
+                                 f"missing | missing: {peer['missing']} (`{peer['command']}`) |")
+                    continue
                 for mode, m in peer["modes"].items():
-                    t = m["T_within"]
-                    lines.append(f"| {peer['framework']} rate conversion ({mode}; their ReLU "
-                                 f"ANN {_pct(peer['ann_test_accuracy'])} %) | "
-                                 f"{t if t is not None else '> ' + str(m['sweep'][-1][0])} | "
-                                 f"{_pct(dict(m['sweep'])[t]) if t is not None else 'never'}"
-                                 f" (best {_pct(m['best_accuracy'])} at T = {m['best_T']}) |")
+                    sweep = dict(m["sweep"])
+                    t = m["T_within_ours"]
+                    lines.append(
+                        f"| {peer['framework']} rate conversion ({mode}), its best T (smallest "
+                        f"within {100 * WITHIN:.1f} points of its best) | {m['best_T']} | "
+                        f"{_pct(sweep[m['best_T']])} (best {_pct(m['best_accuracy'])}; within "
+                        f"{100 * WITHIN:.1f} points of the fine-tuned binary network "
+                        + (f"at T = {t}" if t is not None else f"never by T = {m['sweep'][-1][0]}")
+                        + ") |")
+                    notes.append(f"- {peer['framework']} ({mode}), accuracy (%) at T = "
+                                 + ", ".join(f"{tt}: {_pct(a)}" for tt, a in m["sweep"]))
+                notes.append(f"- {peer['framework']} {peer['version'] or ''}: `{peer['file']}`, "
+                             f"converted the same "
+                             f"weights (sha256 {peer['sha256'][:16]}...), calibrated on "
+                             f"{peer['calibration_samples']:,} training images")
+            lines += ["", *notes]
             plan = (f"- fine-tuning: Adam lr {f['lr']:g}, cosine, {f['epochs']} epochs, layers "
                     f"sharpened bottom-up {f['sharpen_window_per_layer']:.3g} epochs each; "
                     f"calibration on {s['calibration_samples']:,} training images, percentile "
                     f"{s['percentile']:g}")
             if f.get("selection"):
                 plan += f"; plan chosen on val: {f['selection']}"
-            lines += ["", plan, f"- {_env_line(res['environment'])}", ""]
+            lines += [plan, f"- {_env_line(res['environment'])}", ""]
     return lines
 
 
