@@ -18,6 +18,10 @@
   their edges (an ``Add`` is several edges into its reader: NIR sums a node's inputs).
   Readouts (a decode, a real-valued ``Affine`` / ``Conv2d``, spikes) export as ordinary
   nodes marked with their kind.
+- :mod:`.onnx`: :func:`~whetstone.export.onnx.to_onnx` writes a network (float, or integer
+  with exact integer operators) as an ONNX model, and
+  :func:`~whetstone.export.onnx.run_onnx` runs it in onnxruntime (the ``"onnxruntime"``
+  engine of :func:`whetstone.runtime.run`); needs the ``onnx`` extra.
 - :class:`NIRFileError` (a ``ValueError``): every failure of :func:`from_nir` (missing,
   corrupted or foreign file, unsupported graph, or a read past its time limit: the HDF5 file
   is read in a child process that is killed when it takes too long); the message names the
