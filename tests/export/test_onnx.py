@@ -193,6 +193,20 @@ def test_float32_model_differs_only_where_float32_rounding_decides(name: str) ->
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+def test_a_float32_flip_is_counted_and_traced_to_rounding() -> None:
+    """0.1 + 0.2 is just below theta = nextafter(0.1 + 0.2, 1) in float64 (no spike) but
+    equal to float32(theta) in float32 (a spike): the flip is counted and explained."""
+    theta = np.nextafter(0.1 + 0.2, 1.0)
+    net = rt.SpikingNetwork([rt.Affine(np.array([[0.1, 0.2]]), np.zeros(1)),
+                             rt.Threshold(theta)], {"input_shape": [2]})
+    x = np.ones((3, 2), np.float32)
+    _, (spikes64,) = run_onnx(net, x, record=True, dtype=np.float64)
+    _, (spikes32,) = run_onnx(net, x, record=True, dtype=np.float32)
+    assert not spikes64.any() and spikes32.all()
+    assert _spike_flips_explained(net, x, [spikes32]) == (3, 0)
+    assert _spike_flips_explained(net, x, [np.ones_like(spikes64)], rtol=0.0) == (3, 3)
+
+
 @pytest.mark.parametrize("kind", ["affine", "spikes", "identity", "conv2d"])
 def test_every_readout_is_the_output(kind: str) -> None:
     net = readout_nets(np.random.default_rng(4))[kind]
