@@ -44,9 +44,13 @@ def _grid(rng: np.random.Generator, shape: tuple[int, ...], step: float = 1 / 16
 
 
 def _same(net: SpikingNetwork, x: np.ndarray, dtype: type = np.float64) -> None:
-    """Outputs and every layer's spikes identical to the reference's."""
+    """Outputs and every layer's spikes identical to the reference's (the output also
+    without ``record``: the fused plan)."""
     ref, ref_spikes = run(net, x, record=True, dtype=dtype)
     out, spikes = run(net, x, record=True, dtype=dtype, engine="fast")
+    plain = run(net, x, dtype=dtype, engine="fast")
+    assert plain.dtype == ref.dtype
+    np.testing.assert_array_equal(plain, ref)
     assert out.dtype == ref.dtype and out.shape == ref.shape
     np.testing.assert_array_equal(out, ref)
     assert len(spikes) == len(ref_spikes)
@@ -138,7 +142,9 @@ def test_dense_exact(dtype: type, batch: int) -> None:
     net = _dense_net(rng)
     x = _grid(rng, (batch, 3, 4, 4), step=1 / 8, span=8) * (rng.random((batch, 3, 4, 4)) < 0.3)
     _same(net, x, dtype)
-    assert compile_network(net).steps(x) == [
+    plan = compile_network(net, dtype).plan(x.astype(dtype))
+    assert plan.names == ["1..7 dense chain (one call)"]  # without record: one call
+    assert [s[0] for s in plan.steps] == [  # with record: per layer
         "0 Flatten", "1+2 Affine+Threshold", "3+4 Affine+Threshold", "5+6 Affine+Threshold",
         "7 Decode"]
 

@@ -26,35 +26,35 @@ from numba import njit, prange
 
 @njit(cache=True, nogil=True)
 def values_row(x: np.ndarray, wt: np.ndarray, b: np.ndarray, acc: np.ndarray) -> None:
-    """``acc = b + sum_{i: x_i != 0} x_i wt[i, :]`` for one row ``x`` ``(D,)``."""
+    """``acc = b + sum_{i: x_i != 0} x_i wt[i, :]`` for one row ``x`` ``(D,)`` (``acc`` at
+    least ``O`` long: only ``acc[:O]`` is written)."""
     n_out = wt.shape[1]
     for o in range(n_out):
         acc[o] = b[o]
     for i in range(x.shape[0]):
         v = x[i]
         if v != 0:
-            row = wt[i]
-            for o in range(n_out):
-                acc[o] += v * row[o]
+            for o in range(n_out):  # direct indexing: a row view would cost a refcount
+                acc[o] += v * wt[i, o]
 
 
 @njit(cache=True, nogil=True)
 def spikes_row(s: np.ndarray, wt: np.ndarray, b: np.ndarray, acc: np.ndarray) -> None:
-    """``acc = b + sum_{i: s_i = 1} wt[i, :]`` for one spike row ``s`` ``(D,)`` (uint8)."""
+    """``acc = b + sum_{i: s_i = 1} wt[i, :]`` for one spike row ``s`` (uint8, at least
+    ``D`` long: only ``s[:D]`` is read; ``acc`` at least ``O`` long)."""
     n_out = wt.shape[1]
     for o in range(n_out):
         acc[o] = b[o]
-    for i in range(s.shape[0]):
+    for i in range(wt.shape[0]):
         if s[i]:
-            row = wt[i]
             for o in range(n_out):
-                acc[o] += row[o]
+                acc[o] += wt[i, o]
 
 
 @njit(cache=True, nogil=True)
 def fire_row(acc: np.ndarray, theta: np.ndarray, z: np.ndarray) -> None:
-    """``z = 1[acc >= theta]`` as uint8 (ties fire)."""
-    for o in range(acc.shape[0]):
+    """``z = 1[acc >= theta]`` as uint8 (ties fire), over the ``len(theta)`` first entries."""
+    for o in range(theta.shape[0]):
         z[o] = 1 if acc[o] >= theta[o] else 0
 
 

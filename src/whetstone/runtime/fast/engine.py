@@ -51,6 +51,7 @@ import numpy as np
 from ..network import INPUT, SpikingNetwork
 from ..primitives import Affine, Conv2d, Decode, Flatten, Primitive, SumPool2d, Threshold
 from ..simulate import Context, kernel_for
+from . import chain as chain_k
 from . import conv as conv_k
 from . import dense as dense_k
 from . import pool as pool_k
@@ -74,6 +75,12 @@ def is_integer_network(net: SpikingNetwork) -> bool:
         return bool(flag)
     weights = [layer.weight for layer in net.layers if isinstance(layer, (Affine, Conv2d))]
     return bool(weights) and all(np.issubdtype(w.dtype, np.integer) for w in weights)
+
+
+def _own(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """A writable C-contiguous copy in ``dtype`` (the primitives' arrays are read-only, and
+    numba compiles read-only arrays as another type: one type for every kernel argument)."""
+    return np.array(arr, dtype=dtype, order="C", copy=True)
 
 
 def _magnitude(dtype: np.dtype) -> int:
@@ -105,6 +112,9 @@ class _Planner:
         self.steps: list[tuple[str, Step, tuple[int, ...], int]] = []
         self.fused: dict[int, int] = {}  # threshold index -> the layer it is fused into
         self.accumulators: dict[int, str] = {}  # weighted layer -> its accumulator dtype
+        # affine steps by step position: (W^T, b, theta or None, spikes input, accumulator)
+        self.dense: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None, bool,
+                                    np.dtype]] = {}
         self.consumers = net.consumers()
 
     # -- helpers -------------------------------------------------------------------------
@@ -144,7 +154,7 @@ class _Planner:
         theta = np.asarray(self.net.layers[t].theta)  # type: ignore[attr-defined]
         if not (self.integer and np.issubdtype(theta.dtype, np.integer)):
             theta = theta.astype(np.float64 if self.integer else acc)
-        return to_internal(theta, meta)
+        return _own(to_internal(theta, meta), theta.dtype)
 
     def real_input(self, value: np.ndarray, acc: np.dtype) -> np.ndarray:
         """A real input row block in the dtype the values kernels read."""
@@ -185,8 +195,8 @@ class _Planner:
             weight = weight[:, src.perm]
         ar = self.arith(weight, bias, src, np.abs(weight.astype(np.float64)).sum(axis=1))
         self.accumulators[i] = ar.acc.name
-        wt = np.ascontiguousarray(weight.T, dtype=ar.weight)
-        b = np.ascontiguousarray(bias, dtype=ar.acc)
+        wt = _own(weight.T, ar.weight)
+        b = _own(bias, ar.acc)
         t = self.fusable_threshold(i)
         spikes = src.kind == "spikes"
         n_out = wt.shape[1]
@@ -196,6 +206,8 @@ class _Planner:
             theta = self.theta_for(t, out_meta, ar.acc)
             kernels = (dense_k.affine_spikes_fire, dense_k.affine_spikes_fire_par) if spikes \
                 else (dense_k.affine_values_fire, dense_k.affine_values_fire_par)
+
+            self.dense[len(self.steps)] = (wt, b, theta, spikes, ar.acc)
 
             def step(vals: dict[int, np.ndarray]) -> None:
                 x = vals[j] if spikes else self.real_input(vals[j], ar.acc)
@@ -208,6 +220,7 @@ class _Planner:
             return
         kernels = (dense_k.affine_spikes_out, dense_k.affine_spikes_out_par) if spikes \
             else (dense_k.affine_values_out, dense_k.affine_values_out_par)
+        self.dense[len(self.steps)] = (wt, b, None, spikes, ar.acc)
 
         def step_out(vals: dict[int, np.ndarray]) -> None:
             x = vals[j] if spikes else self.real_input(vals[j], ar.acc)
@@ -218,6 +231,61 @@ class _Planner:
         self.metas[i] = Meta("real", "ref", (n_out,))
         self.steps.append((f"{i} {layer.kind}", step_out, (j,), i))
 
+    def dense_chain(self) -> tuple[str, Step, tuple[int, ...], int] | None:
+        """One step for the whole network when it is a chain of affine layers (see
+        :mod:`.chain`): an optional leading Flatten of the input, then affine steps, the
+        first over real inputs, the others over spikes, every one but the last fused with
+        its Threshold, of one weight dtype (integer weights are cast to the narrowest of
+        them when every value fits), one accumulator and one threshold dtype."""
+        steps = self.steps
+        start = 1 if steps and steps[0][0].endswith("Flatten") and steps[0][2] == (INPUT,) \
+            else 0
+        if not self.net.is_chain or len(steps) - start < 2 or \
+                any(k not in self.dense for k in range(start, len(steps))):
+            return None
+        specs = [self.dense[k] for k in range(start, len(steps))]
+        if specs[0][3] or not all(spec[3] for spec in specs[1:]) or \
+                any(spec[2] is None for spec in specs[:-1]):
+            return None
+        if len({spec[4] for spec in specs}) != 1 or len({spec[2].dtype for spec in specs
+                                                          if spec[2] is not None}) != 1:
+            return None
+        wdtype = min((spec[0].dtype for spec in specs), key=lambda d: d.itemsize)
+        wts = []
+        for spec in specs:
+            w = spec[0]
+            if w.dtype != wdtype:
+                if not (np.issubdtype(wdtype, np.integer) and np.issubdtype(w.dtype, np.integer)
+                        and np.iinfo(wdtype).min <= w.min(initial=0)
+                        and w.max(initial=0) <= np.iinfo(wdtype).max):
+                    return None
+                w = w.astype(wdtype)
+            wts.append(w)
+        acc_dtype = specs[0][4]
+        wts_t = tuple(wts)
+        bs = tuple(spec[1] for spec in specs)
+        fire_last = specs[-1][2] is not None
+        thetas = tuple(spec[2] for spec in specs if spec[2] is not None)
+        width = max(w.shape[1] for w in wts)
+        template = np.zeros(width, acc_dtype)
+        n_out = wts[-1].shape[1]
+        first_src = steps[start][2][0]
+        target = steps[-1][3]
+
+        def step(vals: dict[int, np.ndarray]) -> None:
+            x = vals[INPUT]
+            x = self.real_input(x.reshape(len(x), -1), acc_dtype)
+            n = len(x)
+            y = np.empty((n, n_out) if not fire_last else (n, 1), acc_dtype)
+            z = np.empty((n, n_out) if fire_last else (n, 1), np.uint8)
+            (chain_k.chain_par if n > 1 else chain_k.chain)(
+                x, wts_t, bs, thetas, fire_last, template, y, z)
+            vals[target] = z if fire_last else y
+
+        assert first_src in (INPUT, 0)
+        return (f"{start}..{len(self.net.layers) - 1} dense chain (one call)", step,
+                (INPUT,), target)
+
     def conv(self, i: int, layer: Conv2d, j: int, src: Meta) -> None:
         weight = np.asarray(layer.weight)  # (Cout, Cin, kh, kw)
         bias = np.asarray(layer.bias)
@@ -225,9 +293,8 @@ class _Planner:
         ar = self.arith(weight, bias, src,
                         np.abs(weight.astype(np.float64)).reshape(cout, -1).sum(axis=1))
         self.accumulators[i] = ar.acc.name
-        w2 = np.ascontiguousarray(weight.transpose(2, 3, 1, 0).reshape(kh * kw * cin, cout),
-                                  dtype=ar.weight)
-        b = np.ascontiguousarray(bias, dtype=ar.acc)
+        w2 = _own(weight.transpose(2, 3, 1, 0).reshape(kh * kw * cin, cout), ar.weight)
+        b = _own(bias, ar.acc)
         _, ho, wo = self.shapes[i]
         top, _, left, _ = layer.padding
         geo = np.array([kh, kw, *layer.stride, top, left, *layer.dilation, ho, wo], np.int64)
@@ -265,8 +332,8 @@ class _Planner:
         top, _, left, _ = layer.padding
         geo = np.array([*layer.kernel, *layer.stride, top, left, ho, wo], np.int64)
         out_meta = Meta("spikes", "hwc", self.shapes[i])
-        theta = to_internal(np.asarray(self.net.layers[t].theta,  # type: ignore[attr-defined]
-                                       dtype=np.float64), out_meta)
+        theta = _own(to_internal(np.asarray(self.net.layers[t].theta,  # type: ignore[attr-defined]
+                                            dtype=np.float64), out_meta), np.dtype(np.float64))
         divisor = layer.divisor or 0
         scale = float(layer.scale)
 
@@ -330,49 +397,59 @@ class _Planner:
         self.steps.append((f"{i} {layer.kind} (numpy)", step, srcs, i))
 
 
+def _drops(steps: list[tuple[str, Step, tuple[int, ...], int]]) -> list[list[int]]:
+    """For each step, the values it reads for the last time (dropped after it runs)."""
+    last_read: dict[int, int] = {}
+    for k, (_, _, srcs, _) in enumerate(steps):
+        for j in srcs:
+            last_read[j] = k
+    drops: list[list[int]] = [[] for _ in steps]
+    for j, k in last_read.items():
+        drops[k].append(j)
+    return drops
+
+
 class _Plan:
     """The steps for one input shape and dtype, and how to read the result."""
 
     def __init__(self, planner: _Planner) -> None:
         self.steps = planner.plan()
+        chain = planner.dense_chain()
+        self.fast_steps = [chain] if chain is not None else self.steps
         net = planner.net
         self.metas = planner.metas
         self.last = len(net.layers) - 1
         self.thresholds = [i for i, layer in enumerate(net.layers) if isinstance(layer, Threshold)]
         self.integer = planner.integer
         self.dtype = planner.dtype
-        self.names = [step[0] for step in self.steps]
+        self.names = [step[0] for step in self.fast_steps]
         self.accumulators = planner.accumulators
-        # the values each step may drop afterwards (it is their last reader)
-        last_read: dict[int, int] = {}
-        for k, (_, _, srcs, _) in enumerate(self.steps):
-            for j in srcs:
-                last_read[j] = k
-        self.drop: list[list[int]] = [[] for _ in self.steps]
-        for j, k in last_read.items():
-            self.drop[k].append(j)
+        self.out_dtype = self.dtype
+        if self.integer:
+            final = self.metas[self.last]
+            self.out_dtype = np.dtype(np.float64) if final.kind == "real" and \
+                self.accumulators.get(self.last, "int64").startswith("float") else \
+                np.dtype(np.int64)
+        self.drop = _drops(self.steps)
+        self.fast_drop = _drops(self.fast_steps)
 
     def __call__(self, x: np.ndarray, record: bool, profile: dict[str, float] | None = None
                  ) -> tuple[np.ndarray, list[np.ndarray]]:
         vals: dict[int, np.ndarray] = {INPUT: x}
-        keep = set(self.thresholds) if record else set()
-        for k, (name, step, _, _) in enumerate(self.steps):
+        keep = set(self.thresholds) if record else ()
+        steps, drops = (self.steps, self.drop) if record else (self.fast_steps, self.fast_drop)
+        for (name, step, _, _), drop in zip(steps, drops, strict=True):
             if profile is None:
                 step(vals)
             else:
                 t0 = time.perf_counter()
                 step(vals)
                 profile[name] = profile.get(name, 0.0) + time.perf_counter() - t0
-            for j in self.drop[k]:
+            for j in drop:
                 if j not in keep:
                     vals.pop(j, None)
         meta = self.metas[self.last]
-        out = to_reference(vals[self.last], meta)
-        if self.integer:
-            out = out.astype(np.int64 if np.issubdtype(out.dtype, np.integer)
-                             or out.dtype == np.bool_ else np.float64)
-        else:
-            out = out.astype(self.dtype)
+        out = to_reference(vals[self.last], meta).astype(self.out_dtype)
         spikes = [np.ascontiguousarray(to_reference(vals[t], self.metas[t]))
                   for t in self.thresholds] if record else []
         return out, spikes
