@@ -18,8 +18,18 @@ node per primitive reading its source's node. NIR sums the inputs arriving at a 
 ``Add`` (a residual ``Threshold(Add(a, b))`` is the neuron node with edges from ``a`` and
 ``b``; nested sums expand to all their terms). Reading, a node with several incoming edges
 becomes an ``Add`` of its sources (in edge order) before it. ``Concat`` has no NIR 1.0 node
-(a sum of edges cannot place values side by side) and is refused, as is a sum naming the
-same node twice (``a + a``: edges are a set).
+(a sum of edges cannot place values side by side), but a weighted layer reading a
+concatenation is a sum: ``W [x_1; ...; x_k] + b = W_1 x_1 + ... + W_k x_k + b`` with ``W_m``
+the columns (an ``Affine``'s) or input channels (a ``Conv2d``'s, grouped ones made dense)
+of ``W`` that meet ``x_m``. So a ``Concat`` whose every reader is an ``Affine`` or a
+``Conv2d`` (or another ``Concat``, expanded into its parts) has no node: each reader is
+written as one node per part, ``"{j}_{kind}_{m}"`` with the weight slice ``W_m`` and the bias
+on ``m = 0`` only (zero on the others), fed by that part, and their outputs are summed at the
+reader's reader (NIR's rule); read back, that sum is an ``Add`` of the parts' layers (the
+same function up to float rounding of the summation order). A ``Concat`` read by anything
+else (a neuron, a pooling, ``Flatten``, ``Add``, ``Decode``), that is the network's output,
+or whose reader is the readout, is refused, as is a sum naming the same node twice
+(``a + a``: edges are a set).
 
 Primitive by primitive:
 
@@ -49,7 +59,8 @@ runtime primitive         NIR node(s)
 ``Upsample2d``            refused (:class:`NIRExportError`): NIR 1.0 has no node for
                           nearest-neighbour upsampling
 ``Add``                   no node: the edges of its sources go to its readers
-``Concat``                refused (:class:`NIRExportError`)
+``Concat``                no node: each reader (``Affine`` / ``Conv2d`` only) is split
+                          into one node per part, summed at the next node (above)
 ========================  ================================================================
 
 Readouts. The network's readout (:attr:`~whetstone.runtime.SpikingNetwork.readout`) is an
@@ -131,6 +142,8 @@ import numpy as np
 from ..runtime import (
     Add,
     Affine,
+    Concat,
+    Conv2d,
     Decode,
     Flatten,
     Primitive,
@@ -148,6 +161,7 @@ from .writers import (
     NOT_EXPORTABLE,
     GraphBuilder,
     NodeSpec,
+    ungroup,
 )
 
 NeuronForm = Literal["if", "threshold", "lif"]
@@ -204,6 +218,14 @@ def _check_graph_support(net: SpikingNetwork, settings: Target) -> None:
             f"target {settings.name!r}: graph networks (sums or concatenations of branches) "
             f"are not verified in {settings.importer}; export a chain, or use target "
             "'norse' (identity shortcuts) or 'generic'")
+    for i, layer in enumerate(net.layers):
+        if isinstance(layer, Concat):
+            raise NIRExportError(
+                f"layer {i} ({_describe(net, i)}): a concatenation exports as a sum of one "
+                f"weighted node per part, each a layer of its own, which {settings.importer} "
+                "computes wrong (it evaluates nodes depth-first; measured: the imported "
+                f"module returns a wrong output); target {settings.name!r} exports only "
+                "sums where one source follows all the others; use target 'generic'")
     ancestors: dict[int, set[int]] = {-1: set()}
     for i in range(len(net.layers)):
         ancestors[i] = {s for j in net.sources(i) for s in (j, *ancestors[j])}
@@ -218,6 +240,69 @@ def _check_graph_support(net: SpikingNetwork, settings: Target) -> None:
                 f"computed when the sum is taken); target {settings.name!r} exports sums "
                 "where one source follows all the others (an identity shortcut); use "
                 "target 'generic' for this network")
+
+
+def _concat_parts(net: SpikingNetwork, i: int) -> list[int]:
+    """The sources of ``Concat`` layer ``i`` in order, nested ``Concat`` sources expanded
+    into their own parts (recursively): the layers whose values lie side by side."""
+    parts: list[int] = []
+    for j in net.sources(i):
+        if j >= 0 and isinstance(net.layers[j], Concat):
+            parts += _concat_parts(net, j)
+        else:
+            parts.append(j)
+    return parts
+
+
+def _check_concats(net: SpikingNetwork) -> None:
+    """Refuse a ``Concat`` that cannot be written as split weighted readers: one that is the
+    network's output, or read by anything but an ``Affine``, a ``Conv2d`` or another
+    ``Concat``, or whose reader is the readout (read back it would be a sum)."""
+    readers: dict[int, list[int]] = {i: [] for i in range(len(net.layers))}
+    for j in range(len(net.layers)):
+        for s in net.sources(j):
+            if s >= 0:
+                readers[s].append(j)
+    readout = net.readout_index
+    for i, layer in enumerate(net.layers):
+        if not isinstance(layer, Concat):
+            continue
+        what = f"layer {i} ({_describe(net, i)})"
+        hint = ("NIR 1.0 has no concatenation node; a Concat exports only when every reader is "
+                "an Affine or a Conv2d, whose weight is split into one node per part (the parts "
+                "summed at the next node)")
+        if i == len(net.layers) - 1 or not readers[i]:
+            raise NIRExportError(f"{what}: {hint}, but it is the network's output")
+        for j in readers[i]:
+            reader = net.layers[j]
+            if isinstance(reader, Concat):
+                continue
+            if not isinstance(reader, (Affine, Conv2d)):
+                raise NIRExportError(f"{what}: {hint}, but layer {j} ({reader.kind}) reads it")
+            if j == readout:
+                raise NIRExportError(
+                    f"{what}: {hint}, but its reader, layer {j} ({reader.kind}), is the "
+                    f"network's readout, which would read back as a sum of its parts")
+
+
+def _split_reader(layer: Primitive, offsets: list[tuple[int, int]]) -> list[Primitive]:
+    """``layer`` (an ``Affine`` or ``Conv2d``) as one layer per input slice
+    ``[start, stop)`` of its first input axis (an Affine's columns, a Conv2d's input
+    channels, grouped weights made dense): the weight slice, the bias on the first part only
+    (zero elsewhere), so the parts' outputs sum to the layer's."""
+    out: list[Primitive] = []
+    if isinstance(layer, Affine):
+        for m, (a, b) in enumerate(offsets):
+            bias = layer.bias if m == 0 else np.zeros_like(layer.bias)
+            out.append(Affine(np.array(layer.weight[:, a:b]), np.array(bias)))
+        return out
+    assert isinstance(layer, Conv2d)
+    dense = ungroup(layer)
+    for m, (a, b) in enumerate(offsets):
+        bias = layer.bias if m == 0 else np.zeros_like(layer.bias)
+        out.append(Conv2d(np.array(dense[:, a:b]), np.array(bias), stride=layer.stride,
+                          padding=layer.padding, dilation=layer.dilation, groups=1))
+    return out
 
 
 def _trailing_unflatten(net: SpikingNetwork) -> set[int]:
@@ -288,9 +373,10 @@ def to_graph(net: SpikingNetwork, neuron: NeuronForm | None = None,
 
     Raises:
         NIRExportError: a primitive NIR 1.0 cannot express: an ``Upsample2d``, a
-            ``Concat``, or an ``Unflatten`` that is not among the network's last primitives
-            (named in the message); a scaled pooling for a target that maps no
-            ``SumPool2d``; a sum naming one node twice (``a + a``).
+            ``Concat`` read by anything but ``Affine`` / ``Conv2d`` layers (or that is the
+            output, or feeds the readout), or an ``Unflatten`` that is not among the
+            network's last primitives (named in the message); a scaled pooling for a
+            target that maps no ``SumPool2d``; a sum naming one node twice (``a + a``).
         ValueError: unknown ``target`` or ``neuron``, a ``neuron`` the target's importer
             reads wrong (the message says why), asymmetric padding, shapes that do not
             chain.
@@ -304,10 +390,11 @@ def to_graph(net: SpikingNetwork, neuron: NeuronForm | None = None,
                 f"layer {i} (Unflatten{layer.sizes}): NIR 1.0 has no reshape node; an "
                 "Unflatten exports only as the network's last primitive (dropped from the "
                 "graph, restored from its metadata), not before further layers")
-        if not isinstance(layer, (Add, Unflatten)) and type(layer) not in NIR_WRITERS:
+        if not isinstance(layer, (Add, Concat, Unflatten)) and type(layer) not in NIR_WRITERS:
             reason = NOT_EXPORTABLE.get(type(layer), "no NIR writer is registered for it "
                                                      "(see register_nir_writer)")
             raise NIRExportError(f"layer {i} ({_describe(net, i)}): {reason}")
+    _check_concats(net)
     _check_graph_support(net, settings)
     readout = net.readout_index
     shape = tuple(int(s) for s in input_shape) if input_shape is not None \
@@ -341,6 +428,25 @@ def to_graph(net: SpikingNetwork, neuron: NeuronForm | None = None,
         if isinstance(layer, Unflatten):  # trailing (checked above): no node, same values
             unflatten.append(list(layer.sizes))
             outs[i] = outs[srcs[0]]
+            continue
+        if isinstance(layer, Concat):  # no node: its readers are split (checked above)
+            continue
+        if srcs[0] >= 0 and isinstance(net.layers[srcs[0]], Concat):
+            parts = _concat_parts(net, srcs[0])
+            offsets, start = [], 0
+            for j in parts:
+                size = (first if j == -1 else shapes[j])[0]
+                offsets.append((start, start + size))
+                start += size
+            outs[i] = []
+            for m, (j, part) in enumerate(zip(parts, _split_reader(layer, offsets),
+                                              strict=True)):
+                spec = NodeSpec(i, part, f"{i}_{layer.kind.lower()}_{m}",
+                                first if j == -1 else shapes[j], shapes[i],
+                                f"{where}, part {m}", {})
+                entry, exit_ = NIR_WRITERS[type(part)](builder, spec)
+                connect(outs[j], entry, spec.where)
+                outs[i].append(exit_)
             continue
         spec = NodeSpec(i, layer, f"{i}_{layer.kind.lower()}",
                         first if srcs[0] == -1 else shapes[srcs[0]], shapes[i], where,

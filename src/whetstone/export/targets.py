@@ -96,7 +96,8 @@ class Target:
             where every sum has one source that all its other sources precede (an identity
             shortcut: Norse 1.1.0 evaluates nodes depth-first, so a sum of two branches
             that both have layers, such as a projection shortcut, is taken before one branch
-            is computed: silently wrong); ``"chains"``: none (graphs not verified there:
+            is computed: silently wrong; so no ``Concat`` either, whose export is a sum of
+            one weighted node per part); ``"chains"``: none (graphs not verified there:
             :func:`~whetstone.export.to_nir` refuses them).
     """
 

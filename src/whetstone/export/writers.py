@@ -6,9 +6,10 @@ primitive's node(s) to the :class:`GraphBuilder` and returns the names of the no
 receives the primitive's input and of the node that carries its output (the same node
 unless it wrote a short chain, as a scaled ``SumPool2d`` does: ``SumPool2d -> Scale``). The
 structural primitives ``Add`` (its sources' edges go to its readers: NIR sums a node's
-incoming edges) and a trailing ``Unflatten`` (no node; restored from the graph metadata)
-are handled by ``to_graph`` itself. A primitive with no writer is refused with
-:class:`~whetstone.export.errors.NIRExportError`, giving the reason from
+incoming edges), ``Concat`` (no node: its ``Affine`` / ``Conv2d`` readers are written as one
+node per part, with this table's writers) and a trailing ``Unflatten`` (no node; restored
+from the graph metadata) are handled by ``to_graph`` itself. A primitive with no writer is
+refused with :class:`~whetstone.export.errors.NIRExportError`, giving the reason from
 :data:`NOT_EXPORTABLE` where there is one::
 
     from whetstone.export import register_nir_writer
@@ -30,7 +31,6 @@ import numpy as np
 
 from ..runtime import (
     Affine,
-    Concat,
     Conv2d,
     Decode,
     Flatten,
@@ -104,8 +104,6 @@ NIR_WRITERS: dict[type[Primitive], Writer] = {}
 NOT_EXPORTABLE: dict[type[Primitive], str] = {
     Upsample2d: "NIR 1.0 has no node for nearest-neighbour upsampling, so this network "
                 "cannot be exported to NIR",
-    Concat: "NIR 1.0 has no concatenation node (a sum of edges cannot place its inputs side "
-            "by side), so this network cannot be exported to NIR",
 }
 """Why a primitive with no writer has none (the refusal's message)."""
 
