@@ -119,7 +119,10 @@ def test_engine_table_and_errors() -> None:
 
 
 def test_missing_numba_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import whetstone.runtime.simulate as simulate
+
     monkeypatch.setitem(sys.modules, "numba", None)  # import numba raises ImportError
+    monkeypatch.setattr(simulate, "_fast", None)  # as before the first use
     net = _dense_net(np.random.default_rng(0))
     with pytest.raises(ImportError, match=r"pip install whetstone\[fast\]"):
         run(net, np.zeros((1, 48)), engine="fast")

@@ -384,16 +384,24 @@ def register_engine(name: str, fn: Engine) -> Engine:
     return fn
 
 
+_fast: Engine | None = None
+"""The numba engine once imported (see :func:`_fast_engine`)."""
+
+
 def _fast_engine(net: SpikingNetwork, x: np.ndarray, **kwargs: object
                  ) -> np.ndarray | tuple[np.ndarray, list[np.ndarray]]:
     """The numba engine, imported on first use (``pip install whetstone[fast]``)."""
-    try:
-        import numba  # noqa: F401
-    except ImportError as exc:
-        raise ImportError("engine 'fast' needs numba: pip install whetstone[fast]") from exc
-    from .fast import fast_engine
+    global _fast
+    if _fast is None:
+        try:
+            import numba  # noqa: F401
+        except ImportError as exc:
+            raise ImportError("engine 'fast' needs numba: pip install whetstone[fast]"
+                              ) from exc
+        from .fast import fast_engine
 
-    return fast_engine(net, x, **kwargs)  # type: ignore[arg-type]
+        _fast = fast_engine
+    return _fast(net, x, **kwargs)
 
 
 def _onnxruntime_engine(net: SpikingNetwork, x: np.ndarray, **kwargs: object

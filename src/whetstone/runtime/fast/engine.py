@@ -156,10 +156,11 @@ class _Planner:
             theta = theta.astype(np.float64 if self.integer else acc)
         return _own(to_internal(theta, meta), theta.dtype)
 
-    def real_input(self, value: np.ndarray, acc: np.dtype) -> np.ndarray:
+    @staticmethod
+    def real_input(value: np.ndarray, acc: np.dtype) -> np.ndarray:
         """A real input row block in the dtype the values kernels read."""
-        if np.issubdtype(acc, np.integer):
-            if not (np.issubdtype(value.dtype, np.integer) or value.dtype == np.bool_):
+        if acc.kind == "i":
+            if value.dtype.kind not in "iub":
                 raise ValueError("an integer network takes integer inputs (e.g. uint8 "
                                  f"pixels), got {value.dtype}")
             return value if value.dtype != np.bool_ else value.view(np.uint8)
@@ -262,24 +263,29 @@ class _Planner:
                 w = w.astype(wdtype)
             wts.append(w)
         acc_dtype = specs[0][4]
-        wts_t = tuple(wts)
-        bs = tuple(spec[1] for spec in specs)
+        dims = np.array([wts[0].shape[0], *(w.shape[1] for w in wts)], np.int64)
+        woff = np.cumsum([0, *(w.size for w in wts)]).astype(np.int64)
+        wflat = np.concatenate([w.ravel() for w in wts]).astype(wdtype)
+        boff = np.cumsum([0, *dims[1:]]).astype(np.int64)
+        bflat = np.concatenate([spec[1] for spec in specs]).astype(acc_dtype)
         fire_last = specs[-1][2] is not None
-        thetas = tuple(spec[2] for spec in specs if spec[2] is not None)
-        width = max(w.shape[1] for w in wts)
-        template = np.zeros(width, acc_dtype)
-        n_out = wts[-1].shape[1]
+        theta_dtype = specs[0][2].dtype  # type: ignore[union-attr]
+        tflat = np.concatenate([spec[2] if spec[2] is not None else
+                                np.zeros(len(spec[1]), theta_dtype) for spec in specs]
+                               ).astype(theta_dtype)
+        n_out = int(dims[-1])
         first_src = steps[start][2][0]
         target = steps[-1][3]
+        convert = self.real_input
 
         def step(vals: dict[int, np.ndarray]) -> None:
             x = vals[INPUT]
-            x = self.real_input(x.reshape(len(x), -1), acc_dtype)
             n = len(x)
+            x = convert(x.reshape(n, -1), acc_dtype)
             y = np.empty((n, n_out) if not fire_last else (n, 1), acc_dtype)
             z = np.empty((n, n_out) if fire_last else (n, 1), np.uint8)
             (chain_k.chain_par if n > 1 else chain_k.chain)(
-                x, wts_t, bs, thetas, fire_last, template, y, z)
+                x, wflat, woff, dims, bflat, boff, tflat, fire_last, y, z)
             vals[target] = z if fire_last else y
 
         assert first_src in (INPUT, 0)
@@ -515,8 +521,8 @@ class FastNetwork:
         return out, [np.concatenate(layer) for layer in zip(*recs, strict=True)]
 
 
-_compiled: dict[int, tuple[weakref.ref[SpikingNetwork], tuple[int, ...], dict[str, FastNetwork]]] \
-    = {}
+_compiled: dict[int, tuple[weakref.ref[SpikingNetwork], tuple[int, ...],
+                          dict[Any, FastNetwork]]] = {}
 
 
 def _forget(key: int) -> None:
@@ -525,19 +531,19 @@ def _forget(key: int) -> None:
 
 def compile_network(net: SpikingNetwork, dtype: Any = np.float32) -> FastNetwork:
     """The :class:`FastNetwork` of ``net`` in ``dtype`` (float32 or float64), cached while
-    ``net`` lives and its layers are the same objects."""
+    ``net`` lives and its layers and sources are the same objects."""
     key = id(net)
-    fingerprint = (*map(id, net.layers), hash(str(net.inputs)))
     entry = _compiled.get(key)
+    fingerprint = (*map(id, net.layers), id(net.inputs))
     if entry is None or entry[0]() is not net or entry[1] != fingerprint:
         entry = (weakref.ref(net), fingerprint, {})
         _compiled[key] = entry
         weakref.finalize(net, _forget, key)
     per_dtype = entry[2]
-    name = np.dtype(dtype).str
-    if name not in per_dtype:
-        per_dtype[name] = FastNetwork(net, dtype)
-    return per_dtype[name]
+    fast = per_dtype.get(dtype)
+    if fast is None:
+        fast = per_dtype[dtype] = FastNetwork(net, dtype)
+    return fast
 
 
 def fast_engine(net: SpikingNetwork, x: np.ndarray, *, record: bool = False,
