@@ -293,13 +293,18 @@ def test_integer_network_is_bit_identical(name: str, bits: int) -> None:
         np.testing.assert_array_equal(a, b)
     assert any(0.05 < s.mean() < 0.95 for s in want_spikes)
     model = build_model(net)
-    ops = {node.op_type for node in model.graph.node}
-    assert not ops & {"Conv", "Div", "Mul"}  # no float arithmetic
+    nodes = model.graph.node
+    ops = {node.op_type for node in nodes}
+    assert not ops & {"Div", "Mul"}
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
-    if bits <= 8:
-        assert "MatMulInteger" in ops and ("ConvInteger" in ops) == (name != "dense")
-    else:  # int16 weights: integer MatMul (im2col for convolutions); the decode stays int8
-        assert "ConvInteger" not in ops and "MatMul" in ops
+    assert "MatMulInteger" in ops  # spikes into the decode (int8 weights 4K - 2)
+    readers = {i: n for n in nodes for i in n.input}
+    for conv in (n for n in nodes if n.op_type == "Conv"):  # only the exact float32 route
+        assert conv.name.endswith("_float32") and readers[conv.output[0]].op_type == "Cast"
+    if bits <= 8 and name != "dense":
+        assert "Conv" in ops and "ConvInteger" not in ops  # 8-bit sums stay within 2^24
+    if bits == 16 and name != "dense":  # 16-bit weights on pixels: beyond 2^24, im2col
+        assert "Slice" in ops and "MatMul" in ops
 
 
 def test_hand_computed_integer_network() -> None:
@@ -321,16 +326,17 @@ def test_products_that_would_saturate_int16_are_exact() -> None:
     """Pixels of 255 against weights of +-127: onnxruntime's uint8 x int8 kernel on AVX2 adds
     pairs of products in saturating int16 (255 * 127 * 2 > 32767) and gets these sums wrong;
     the export takes the unsigned route (W + 128, zero point 128) there, and the signed one
-    over spikes."""
+    over spikes. The convolution sums 576 such products (beyond 2^24, so not the float32
+    route)."""
     rng = np.random.default_rng(23)
-    conv_w = rng.choice(np.array([-128, -127, 127, 126], np.int8), size=(4, 2, 3, 3))
-    dense_w = rng.choice(np.array([-127, 127, 100], np.int8), size=(6, 4 * 5 * 5))
+    conv_w = rng.choice(np.array([-128, -127, 127, 126], np.int8), size=(4, 64, 3, 3))
+    dense_w = rng.choice(np.array([-127, 127, 100], np.int8), size=(6, 4 * 4 * 4))
     net = rt.SpikingNetwork([
-        rt.Conv2d(conv_w, np.zeros(4, np.int32), padding=1), rt.Threshold(np.int32(300)),
+        rt.Conv2d(conv_w, np.zeros(4, np.int32), padding=1), rt.Threshold(np.int32(0)),
         rt.Flatten(), rt.Affine(dense_w, np.zeros(6, np.int32)), rt.Threshold(np.int32(0)),
         rt.Affine(rng.choice(np.array([-127, 127], np.int8), size=(3, 6)),
-                  np.zeros(3, np.int32))], {"input_shape": [2, 5, 5]})
-    pixels = rng.choice(np.array([0, 200, 255, 255], np.uint8), size=(200, 2, 5, 5))
+                  np.zeros(3, np.int32))], {"input_shape": [64, 4, 4]})
+    pixels = rng.choice(np.array([0, 200, 255, 255], np.uint8), size=(200, 64, 4, 4))
     want, want_spikes = rt.run(net, pixels, record=True)
     got, spikes = run_onnx(net, pixels, record=True)
     np.testing.assert_array_equal(got, want)
@@ -342,6 +348,29 @@ def test_products_that_would_saturate_int16_are_exact() -> None:
     dense = [n for n in model.graph.node if n.op_type == "MatMulInteger"]
     assert len(conv.input) == 4  # the unsigned route, with zero points
     assert [len(n.input) for n in dense] == [2, 2]  # spikes: signed int8 weights
+
+
+def test_integer_convolution_in_float32_is_exact_up_to_2_to_the_24() -> None:
+    """Sums of magnitude up to 2^24 are exact in float32 in any order: weights of 127 over
+    518 pixels of 255 (bound 16,775,430 <= 2^24) take the float32 Conv and still equal the
+    reference at its extremes (channel 0 fires on ties at +16,775,430, channel 1 only above
+    -16,775,430); one more input channel leaves that route."""
+    for cin, route in ((518, "Conv"), (519, "ConvInteger")):
+        weight = np.full((2, cin, 1, 1), 127, np.int8)
+        weight[1] = -127
+        net = rt.SpikingNetwork([
+            rt.Conv2d(weight, np.zeros(2, np.int32)),
+            rt.Threshold(np.array([16_775_430, -16_775_429], np.int32).reshape(2, 1, 1))],
+            {"input_shape": [cin, 1, 2]})
+        pixels = np.full((3, cin, 1, 2), 255, np.uint8)
+        pixels[1, 0, 0, 1] = 254  # one below the largest sum
+        ops = {n.op_type for n in build_model(net).graph.node}
+        assert route in ops
+        _, (spikes,) = run_onnx(net, pixels, record=True)
+        np.testing.assert_array_equal(spikes, rt.run(net, pixels, record=True)[1][0])
+        if cin == 518:  # ties fire; 127 below the largest sum does not
+            np.testing.assert_array_equal(spikes[0], [[[True, True]], [[False, False]]])
+            np.testing.assert_array_equal(spikes[1], [[[True, False]], [[False, True]]])
 
 
 def test_wide_sums_use_int64() -> None:

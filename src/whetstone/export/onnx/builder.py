@@ -26,6 +26,8 @@ INT32 = np.dtype(np.int32)
 INT64 = np.dtype(np.int64)
 FLOAT32 = np.dtype(np.float32)
 FLOAT64 = np.dtype(np.float64)
+EXACT_FLOAT32 = 2**24
+"""Integers of at most this magnitude are exact in float32."""
 EXACT_FLOAT64 = 2**53
 """Integers of smaller magnitude are exact in float64."""
 
