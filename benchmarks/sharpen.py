@@ -28,7 +28,13 @@ trains or reuses::
     python -m benchmarks.peers_conversion --relu-run runs/bench/sharpen-mnist-dense-relu-seed0
     python -m benchmarks.peers_sinabs --relu-run runs/bench/sharpen-mnist-dense-relu-seed0 \
         --modes max 99.9%
+    python -m benchmarks.peers_conversion \\
+        --relu-run runs/bench/sharpen-mnist-small-cnn-relu-seed0 \\
+        --calibration 5000 --max-steps 64 --modes 99.9%
 
+(Sinabs's worker rebuilds dense networks only, so the CNN has no Sinabs row; SpikingJelly
+calibrates the CNN on 5,000 training images, as ``ws.sharpen`` does, because its percentile
+over every convolutional activation of 55,000 images is slow, and sweeps T <= 64 on one core.)
 (``peers-conversion-sharpen-LABEL.json``, ``peers-sinabs-sharpen-LABEL.json``). Per peer and
 calibration mode: the accuracy at every T, its best T (the smallest T within 0.5 points of
 its best accuracy over the sweep) and the smallest T within 0.5 points of our fine-tuned
@@ -150,9 +156,10 @@ def finetune(sharp: nn.Module, net: Network, config: TrainConfig, train: Any, va
                          "sharpness": r.sharpness} for r in history]}
 
 
-PEERS = (("peers-conversion", "SpikingJelly", "benchmarks.peers_conversion", ""),
-         ("peers-sinabs", "Sinabs", "benchmarks.peers_sinabs", " --modes max 99.9%"))
-"""(result prefix, framework, module, extra options) of the rate-conversion peers."""
+PEERS = (("peers-conversion", "SpikingJelly", "benchmarks.peers_conversion", "", True),
+         ("peers-sinabs", "Sinabs", "benchmarks.peers_sinabs", " --modes max 99.9%", False))
+"""(result prefix, framework, module, extra options, converts convolutional networks) of the
+rate-conversion peers."""
 
 
 def _smallest_t(sweep: list[tuple[int, float]], target: float) -> int | None:
@@ -171,13 +178,18 @@ def peers(label: str, run: dict[str, Any]) -> list[dict[str, Any]]:
     sha = run["relu"].get("weights_sha256")
     run_dir = run["relu"].get("run_dir", f"runs/bench/sharpen-{label}-relu-seed{run['seed']}")
     out = []
-    for prefix, framework, module, extra in PEERS:
+    convolutional = "cnn" in str(run.get("config", {}).get("model", {}).get("arch", ""))
+    for prefix, framework, module, extra, conv_ok in PEERS:
         path = RESULTS / f"{prefix}-sharpen-{label}.json"
+        if convolutional and conv_ok:  # the percentile of every conv activation is slow
+            extra += " --calibration 5000 --max-steps 64 --modes 99.9%"
         peer: dict[str, Any] = {"framework": framework, "file": path.name,
                                 "command": f"python -m {module} --relu-run {run_dir}{extra}"}
         out.append(peer)
         if not path.exists():
-            peer["missing"] = f"`{path.name}` absent"
+            peer["missing"] = f"`{path.name}` absent" + (
+                f" ({module} converts dense networks only)" if convolutional and not conv_ok
+                else "")
             continue
         res = json.loads(path.read_text())
         theirs = res.get("relu_run", {}).get("weights_sha256")
