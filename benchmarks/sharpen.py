@@ -26,16 +26,17 @@ peers, must be equal) by SpikingJelly and Sinabs, which convert the run folder t
 trains or reuses::
 
     python -m benchmarks.peers_conversion --relu-run runs/bench/sharpen-mnist-dense-relu-seed0
-    python -m benchmarks.peers_sinabs --relu-run runs/bench/sharpen-mnist-dense-relu-seed0 \
+    python -m benchmarks.peers_sinabs --relu-run runs/bench/sharpen-mnist-dense-relu-seed0 \\
         --modes max 99.9%
     python -m benchmarks.peers_conversion \\
         --relu-run runs/bench/sharpen-mnist-small-cnn-relu-seed0 \\
         --calibration 5000 --max-steps 64 --modes 99.9%
 
-(Sinabs's worker rebuilds dense networks only, so the CNN has no Sinabs row; SpikingJelly
+(results ``peers-conversion-sharpen-LABEL.json``, ``peers-sinabs-sharpen-LABEL.json``;
+Sinabs's worker rebuilds dense networks only, so the CNN has no Sinabs row; SpikingJelly
 calibrates the CNN on 5,000 training images, as ``ws.sharpen`` does, because its percentile
-over every convolutional activation of 55,000 images is slow, and sweeps T <= 64 on one core.)
-(``peers-conversion-sharpen-LABEL.json``, ``peers-sinabs-sharpen-LABEL.json``). Per peer and
+over every convolutional activation of 55,000 images is slow, and sweeps T <= 64 on one core).
+Per peer and
 calibration mode: the accuracy at every T, its best T (the smallest T within 0.5 points of
 its best accuracy over the sweep) and the smallest T within 0.5 points of our fine-tuned
 single-step accuracy. A peer whose file is absent, failed, or converted other weights is
