@@ -23,7 +23,8 @@ x[., ., c] w2[(u kw + v) Cin + c, :]``
 Outputs: with ``fire`` the spikes ``z[i, j, :] = 1[y[i, j, :] >= theta[i, j, :]]`` (uint8,
 ``(H', W', Cout)``, ties fire), else the values ``y``. Per output the terms are added in the
 order ``u, v, c`` in the accumulator's dtype (exact for integers in range). ``*_par``
-variants run the samples of a batch in parallel (``prange``).
+variants run the samples of a batch in parallel (``prange``), ``*_rows_par`` the output rows
+of a single sample (batch 1 on several cores); the plain ones are serial.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _store(acc: np.ndarray, theta: np.ndarray, z: np.ndarray, y: np.ndarray, i: int, j: int,
            fire: bool) -> None:
     """Write the accumulator of output pixel ``(i, j)``: spikes into ``z`` or values into ``y``."""
@@ -45,12 +46,10 @@ def _store(acc: np.ndarray, theta: np.ndarray, z: np.ndarray, y: np.ndarray, i: 
 
 
 @njit(cache=True, nogil=True)
-def spikes_sample(s: np.ndarray, w2: np.ndarray, b: np.ndarray, geo: np.ndarray,
-                  theta: np.ndarray, z: np.ndarray, y: np.ndarray, fire: bool) -> None:
-    """One sample ``s`` ``(H, W, Cin)`` of spikes; see the module doc."""
+def active_lists(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For spikes ``s`` ``(H, W, C)``: ``cnt[p]`` the number of active channels at pixel
+    ``p = y W + x`` and ``idx[p, :cnt[p]]`` those channels, in increasing order."""
     h, w, cin = s.shape
-    kh, kw, sh, sw, top, left, dh, dw, ho, wo = geo
-    cout = w2.shape[1]
     cnt = np.zeros(h * w, np.int32)
     idx = np.empty((h * w, cin), np.int32)
     for yy in range(h):
@@ -62,8 +61,19 @@ def spikes_sample(s: np.ndarray, w2: np.ndarray, b: np.ndarray, geo: np.ndarray,
                     idx[p, k] = c
                     k += 1
             cnt[p] = k
-    acc = np.empty_like(b)
-    for i in range(ho):
+    return cnt, idx
+
+
+@njit(cache=True, nogil=True)
+def spikes_rows(cnt: np.ndarray, idx: np.ndarray, h: int, w: int, w2: np.ndarray,
+                b: np.ndarray, geo: np.ndarray, theta: np.ndarray, z: np.ndarray,
+                y: np.ndarray, fire: bool, i0: int, i1: int, acc: np.ndarray) -> None:
+    """Output rows ``i0 <= i < i1`` of one sample from its active lists (see the module
+    doc); ``acc`` is scratch ``(Cout,)``."""
+    kh, kw, sh, sw, top, left, dh, dw, ho, wo = geo
+    cin = idx.shape[1]
+    cout = w2.shape[1]
+    for i in range(i0, i1):
         for j in range(wo):
             for o in range(cout):
                 acc[o] = b[o]
@@ -85,14 +95,15 @@ def spikes_sample(s: np.ndarray, w2: np.ndarray, b: np.ndarray, geo: np.ndarray,
 
 
 @njit(cache=True, nogil=True)
-def values_sample(x: np.ndarray, w2: np.ndarray, b: np.ndarray, geo: np.ndarray,
-                  theta: np.ndarray, z: np.ndarray, y: np.ndarray, fire: bool) -> None:
-    """One sample ``x`` ``(H, W, Cin)`` of real or integer values; see the module doc."""
+def values_rows(x: np.ndarray, w2: np.ndarray, b: np.ndarray, geo: np.ndarray,
+                theta: np.ndarray, z: np.ndarray, y: np.ndarray, fire: bool, i0: int,
+                i1: int, acc: np.ndarray) -> None:
+    """Output rows ``i0 <= i < i1`` of one sample ``x`` ``(H, W, Cin)`` of real or integer
+    values (zeros skipped); ``acc`` is scratch ``(Cout,)``."""
     h, w, cin = x.shape
     kh, kw, sh, sw, top, left, dh, dw, ho, wo = geo
     cout = w2.shape[1]
-    acc = np.empty_like(b)
-    for i in range(ho):
+    for i in range(i0, i1):
         for j in range(wo):
             for o in range(cout):
                 acc[o] = b[o]
@@ -117,25 +128,46 @@ def values_sample(x: np.ndarray, w2: np.ndarray, b: np.ndarray, geo: np.ndarray,
 @njit(cache=True, nogil=True)
 def conv_spikes(s: np.ndarray, w2: np.ndarray, b: np.ndarray, geo: np.ndarray,
                 theta: np.ndarray, z: np.ndarray, y: np.ndarray, fire: bool) -> None:
-    """Batch ``s`` ``(N, H, W, Cin)`` of spikes into ``z`` or ``y`` ``(N, H', W', Cout)``."""
+    """Batch ``s`` ``(N, H, W, Cin)`` of spikes into ``z`` or ``y`` ``(N, H', W', Cout)``
+    (the other a placeholder ``(N, 1, 1, 1)``), serial."""
+    _, h, w, _ = s.shape
+    acc = np.empty_like(b)
     for n in range(s.shape[0]):
-        spikes_sample(s[n], w2, b, geo, theta, z[n], y[n], fire)
+        cnt, idx = active_lists(s[n])
+        spikes_rows(cnt, idx, h, w, w2, b, geo, theta, z[n], y[n], fire, 0, geo[8], acc)
 
 
 @njit(cache=True, nogil=True, parallel=True)
 def conv_spikes_par(s: np.ndarray, w2: np.ndarray, b: np.ndarray, geo: np.ndarray,
                     theta: np.ndarray, z: np.ndarray, y: np.ndarray, fire: bool) -> None:
     """:func:`conv_spikes`, samples in parallel."""
+    _, h, w, _ = s.shape
     for n in prange(s.shape[0]):
-        spikes_sample(s[n], w2, b, geo, theta, z[n], y[n], fire)
+        acc = np.empty_like(b)
+        cnt, idx = active_lists(s[n])
+        spikes_rows(cnt, idx, h, w, w2, b, geo, theta, z[n], y[n], fire, 0, geo[8], acc)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def conv_spikes_rows_par(s: np.ndarray, w2: np.ndarray, b: np.ndarray, geo: np.ndarray,
+                         theta: np.ndarray, z: np.ndarray, y: np.ndarray, fire: bool) -> None:
+    """:func:`conv_spikes` for one sample (``N = 1``), its output rows in parallel."""
+    _, h, w, _ = s.shape
+    cnt, idx = active_lists(s[0])
+    zs, ys = z[0], y[0]
+    for i in prange(geo[8]):
+        acc = np.empty_like(b)
+        spikes_rows(cnt, idx, h, w, w2, b, geo, theta, zs, ys, fire, i, i + 1, acc)
 
 
 @njit(cache=True, nogil=True)
 def conv_values(x: np.ndarray, w2: np.ndarray, b: np.ndarray, geo: np.ndarray,
                 theta: np.ndarray, z: np.ndarray, y: np.ndarray, fire: bool) -> None:
-    """Batch ``x`` ``(N, H, W, Cin)`` of values into ``z`` or ``y`` ``(N, H', W', Cout)``."""
+    """Batch ``x`` ``(N, H, W, Cin)`` of values into ``z`` or ``y`` ``(N, H', W', Cout)``,
+    serial."""
+    acc = np.empty_like(b)
     for n in range(x.shape[0]):
-        values_sample(x[n], w2, b, geo, theta, z[n], y[n], fire)
+        values_rows(x[n], w2, b, geo, theta, z[n], y[n], fire, 0, geo[8], acc)
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -143,4 +175,15 @@ def conv_values_par(x: np.ndarray, w2: np.ndarray, b: np.ndarray, geo: np.ndarra
                     theta: np.ndarray, z: np.ndarray, y: np.ndarray, fire: bool) -> None:
     """:func:`conv_values`, samples in parallel."""
     for n in prange(x.shape[0]):
-        values_sample(x[n], w2, b, geo, theta, z[n], y[n], fire)
+        acc = np.empty_like(b)
+        values_rows(x[n], w2, b, geo, theta, z[n], y[n], fire, 0, geo[8], acc)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def conv_values_rows_par(x: np.ndarray, w2: np.ndarray, b: np.ndarray, geo: np.ndarray,
+                         theta: np.ndarray, z: np.ndarray, y: np.ndarray, fire: bool) -> None:
+    """:func:`conv_values` for one sample (``N = 1``), its output rows in parallel."""
+    xs, zs, ys = x[0], z[0], y[0]
+    for i in prange(geo[8]):
+        acc = np.empty_like(b)
+        values_rows(xs, w2, b, geo, theta, zs, ys, fire, i, i + 1, acc)

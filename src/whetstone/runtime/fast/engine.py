@@ -77,6 +77,13 @@ def is_integer_network(net: SpikingNetwork) -> bool:
     return bool(weights) and all(np.issubdtype(w.dtype, np.integer) for w in weights)
 
 
+def _threads() -> int:
+    """Threads numba runs parallel loops on now."""
+    import numba
+
+    return int(numba.get_num_threads())
+
+
 def _own(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """A writable C-contiguous copy in ``dtype`` (the primitives' arrays are read-only, and
     numba compiles read-only arrays as another type: one type for every kernel argument)."""
@@ -305,8 +312,11 @@ class _Planner:
         top, _, left, _ = layer.padding
         geo = np.array([kh, kw, *layer.stride, top, left, *layer.dilation, ho, wo], np.int64)
         spikes = src.kind == "spikes"
-        kernels = (conv_k.conv_spikes, conv_k.conv_spikes_par) if spikes \
-            else (conv_k.conv_values, conv_k.conv_values_par)
+        # serial for one sample on one thread; rows in parallel for one sample on several;
+        # samples in parallel for a batch
+        kernels = (conv_k.conv_spikes, conv_k.conv_spikes_rows_par, conv_k.conv_spikes_par) \
+            if spikes else (conv_k.conv_values, conv_k.conv_values_rows_par,
+                            conv_k.conv_values_par)
         t = self.fusable_threshold(i)
         out_meta = Meta("spikes" if t is not None else "real", "hwc", self.shapes[i])
         theta = self.theta_for(t, out_meta, ar.acc) if t is not None \
@@ -322,7 +332,7 @@ class _Planner:
             # the unused output is a placeholder (n, 1, 1, 1)
             z = np.empty((n, ho, wo, cout) if fire else (n, 1, 1, 1), np.uint8)
             y = np.empty((n, 1, 1, 1) if fire else (n, ho, wo, cout), ar.acc)
-            kernels[n > 1](x, w2, b, geo, theta, z, y, fire)
+            kernels[2 if n > 1 else int(_threads() > 1)](x, w2, b, geo, theta, z, y, fire)
             vals[target] = z if fire else y
 
         if t is not None:
