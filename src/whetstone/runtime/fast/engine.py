@@ -521,10 +521,22 @@ class FastNetwork:
         if progress is not None:
             starts = progress.iterate(starts, desc="spiking network (fast)", unit="batch")
         outs, recs = [], []
-        for start in starts:
-            out, rec = plan(x[start:start + batch_size], record, profile)
-            outs.append(out)
-            recs.append(rec)
+        # parallel loops hand out chunks of iterations dynamically (a thread that was
+        # descheduled does not hold up the others), about 8 chunks per thread for a batch
+        previous = None
+        if len(x) > 1:
+            import numba
+
+            chunk = max(1, min(len(x), batch_size) // (8 * numba.get_num_threads()))
+            previous = numba.set_parallel_chunksize(chunk)
+        try:
+            for start in starts:
+                out, rec = plan(x[start:start + batch_size], record, profile)
+                outs.append(out)
+                recs.append(rec)
+        finally:
+            if previous is not None:
+                numba.set_parallel_chunksize(previous)
         out = np.concatenate(outs) if len(outs) > 1 else outs[0]
         if not record:
             return out
