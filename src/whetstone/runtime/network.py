@@ -271,7 +271,8 @@ class SpikingNetwork:
         header's layer list defines, stored uncompressed (``ZIP_STORED``, as
         :func:`numpy.savez` writes them) and unencrypted, their declared sizes together
         within the file's size, and each ``.npy`` header's dtype (``uint8`` for the header,
-        ``float32``/``float64`` or ``int8``..``int64`` for arrays) and shape must account for exactly the declared
+        ``float32``/``float64`` or ``int8``..``int64`` for arrays) and
+        shape must account for exactly the declared
         member size. So a file can make :meth:`load` allocate no more than its own size (plus
         a copy per array while the primitives are built), and a compressed "zip bomb" or a
         member declaring terabytes is refused before anything is decompressed.
@@ -501,7 +502,8 @@ def _checked_sources(layers: list[Primitive], inputs: Iterable[Iterable[int]] | 
 def _read_npy(zf: zipfile.ZipFile, info: zipfile.ZipInfo,
               fail: Callable[[str], NetworkFileError], header: bool) -> np.ndarray:
     """Read one stored ``.npy`` member after checking its header: dtype ``uint8`` 1-D
-    (``header``) or ``float32``/``float64``/``int8``..``int64`` (arrays), C order, at most 8 dimensions, and
+    (``header``) or ``float32``/``float64``/``int8``..``int64`` (arrays), C order, at most
+    8 dimensions, and
     ``len(npy header) + prod(shape) * itemsize == declared member size``."""
     name = info.filename
     with zf.open(info) as member:

@@ -23,7 +23,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-
 INTEGER_DTYPES: tuple[np.dtype, ...] = tuple(np.dtype(t) for t in ("int8", "int16", "int32",
                                                                      "int64"))
 """Integer dtypes a primitive's arrays keep (the integer network of
