@@ -34,11 +34,13 @@ def add_parsers(sub: Any, add_common: Any) -> None:
                    help="convert even if some layer is below sharpness 1 (steps replace them)")
     add_common(c)
 
-    s = sub.add_parser("simulate", help="run the spiking network (numpy or fast) on a dataset")
+    s = sub.add_parser("simulate", help="run the spiking network (numpy, fast or onnxruntime) "
+                                        "on a dataset")
     s.add_argument("run")
-    s.add_argument("--engine", default="numpy", choices=["numpy", "fast"],
+    s.add_argument("--engine", default="numpy", choices=["numpy", "fast", "onnxruntime"],
                    help="numpy: the reference, float64; fast: numba kernels, float32 "
-                        "(pip install whetstone[fast]); see whetstone.runtime.ENGINES")
+                        "(pip install whetstone[fast]); onnxruntime: the ONNX export run by "
+                        "onnxruntime, float32 (whetstone[onnx]); see whetstone.runtime.ENGINES")
     s.add_argument("--dataset", choices=options.DATASETS, help="dataset (default: the run's)")
     s.add_argument("--split", default="test", choices=["train", "val", "test", "train-full"])
     s.add_argument("--limit", type=options.count)
