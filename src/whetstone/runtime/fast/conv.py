@@ -21,8 +21,10 @@ x[., ., c] w2[(u kw + v) Cin + c, :]``
   over the window, skipping zero inputs, adding ``x_c w2[r, :]``.
 
 Outputs: with ``fire`` the spikes ``z[i, j, :] = 1[y[i, j, :] >= theta[i, j, :]]`` (uint8,
-``(H', W', Cout)``, ties fire), else the values ``y``. Per output the terms are added in the
-order ``u, v, c`` in the accumulator's dtype (exact for integers in range). ``*_par``
+``(H', W', Cout)``, ties fire), else the values ``y``. Per output the terms are taken in the
+order ``u, v, c`` in the accumulator's dtype (over spikes four at a time, ``acc + ((w_a +
+w_b) + (w_c + w_d))``): exact for integers in range, for floats a rounding order of its
+own. ``*_par``
 variants run the samples of a batch in parallel (``prange``), ``*_rows_par`` the output rows
 of a single sample (batch 1 on several cores); the plain ones are serial.
 """
@@ -69,14 +71,16 @@ def spikes_rows(cnt: np.ndarray, idx: np.ndarray, h: int, w: int, w2: np.ndarray
                 b: np.ndarray, geo: np.ndarray, theta: np.ndarray, z: np.ndarray,
                 y: np.ndarray, fire: bool, i0: int, i1: int, acc: np.ndarray) -> None:
     """Output rows ``i0 <= i < i1`` of one sample from its active lists (see the module
-    doc); ``acc`` is scratch ``(Cout,)``."""
+    doc); ``acc`` is scratch ``(Cout,)``. Per output pixel the weight rows of its events
+    are listed first, then added four at a time, ``acc += (w_a + w_b) + (w_c + w_d)`` (one
+    load and store of the accumulator per four events), the rest one by one."""
     kh, kw, sh, sw, top, left, dh, dw, ho, wo = geo
     cin = idx.shape[1]
     cout = w2.shape[1]
+    rows = np.empty(kh * kw * cin, np.int64)
     for i in range(i0, i1):
         for j in range(wo):
-            for o in range(cout):
-                acc[o] = b[o]
+            m = 0
             for u in range(kh):
                 iy = i * sh - top + u * dh
                 if iy < 0 or iy >= h:
@@ -88,9 +92,21 @@ def spikes_rows(cnt: np.ndarray, idx: np.ndarray, h: int, w: int, w2: np.ndarray
                     p = iy * w + ix
                     base = (u * kw + v) * cin
                     for k in range(cnt[p]):
-                        r = base + idx[p, k]
-                        for o in range(cout):
-                            acc[o] += w2[r, o]
+                        rows[m] = base + idx[p, k]
+                        m += 1
+            for o in range(cout):
+                acc[o] = b[o]
+            g = 0
+            while g + 4 <= m:
+                r0, r1, r2, r3 = rows[g], rows[g + 1], rows[g + 2], rows[g + 3]
+                for o in range(cout):
+                    acc[o] += (w2[r0, o] + w2[r1, o]) + (w2[r2, o] + w2[r3, o])
+                g += 4
+            while g < m:
+                r0 = rows[g]
+                for o in range(cout):
+                    acc[o] += w2[r0, o]
+                g += 1
             _store(acc, theta, z, y, i, j, fire)
 
 
