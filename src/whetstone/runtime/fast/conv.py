@@ -22,9 +22,10 @@ x[., ., c] w2[(u kw + v) Cin + c, :]``
 
 Outputs: with ``fire`` the spikes ``z[i, j, :] = 1[y[i, j, :] >= theta[i, j, :]]`` (uint8,
 ``(H', W', Cout)``, ties fire), else the values ``y``. Per output the terms are taken in the
-order ``u, v, c`` in the accumulator's dtype (over spikes four at a time, ``acc + ((w_a +
-w_b) + (w_c + w_d))``): exact for integers in range, for floats a rounding order of its
-own. ``*_par``
+order ``u, v, c`` in the accumulator's dtype (over spikes four at a time per input pixel,
+``acc + ((w_a + w_b) + (w_c + w_d))``): exact for integers in range, for floats a rounding
+order of its own. Over spikes the loops are blocked per output row (see
+:func:`spikes_rows`). ``*_par``
 variants run the samples of a batch in parallel (``prange``), ``*_rows_par`` the output rows
 of a single sample (batch 1 on several cores); the plain ones are serial.
 """
@@ -69,45 +70,51 @@ def active_lists(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 @njit(cache=True, nogil=True)
 def spikes_rows(cnt: np.ndarray, idx: np.ndarray, h: int, w: int, w2: np.ndarray,
                 b: np.ndarray, geo: np.ndarray, theta: np.ndarray, z: np.ndarray,
-                y: np.ndarray, fire: bool, i0: int, i1: int, acc: np.ndarray) -> None:
+                y: np.ndarray, fire: bool, i0: int, i1: int, accrow: np.ndarray) -> None:
     """Output rows ``i0 <= i < i1`` of one sample from its active lists (see the module
-    doc); ``acc`` is scratch ``(Cout,)``. Per output pixel the weight rows of its events
-    are listed first, then added four at a time, ``acc += (w_a + w_b) + (w_c + w_d)`` (one
-    load and store of the accumulator per four events), the rest one by one."""
+    doc); ``accrow`` is scratch ``(W', Cout)``.
+
+    Blocked for the L1 cache: one output row at a time (its accumulators, ``W' Cout``
+    values), window offset by window offset: the weight slice of offset ``(u, v)``
+    (``Cin Cout`` values) is added for every output pixel of the row, so both stay in L1
+    while the slice is used, and the whole weight is read once per output row instead of
+    once per event. Per pixel the active channels are added four at a time,
+    ``acc += (w_a + w_b) + (w_c + w_d)``, the rest one by one."""
     kh, kw, sh, sw, top, left, dh, dw, ho, wo = geo
     cin = idx.shape[1]
     cout = w2.shape[1]
-    rows = np.empty(kh * kw * cin, np.int64)
     for i in range(i0, i1):
         for j in range(wo):
-            m = 0
-            for u in range(kh):
-                iy = i * sh - top + u * dh
-                if iy < 0 or iy >= h:
-                    continue
-                for v in range(kw):
+            for o in range(cout):
+                accrow[j, o] = b[o]
+        for u in range(kh):
+            iy = i * sh - top + u * dh
+            if iy < 0 or iy >= h:
+                continue
+            for v in range(kw):
+                base = (u * kw + v) * cin
+                for j in range(wo):
                     ix = j * sw - left + v * dw
                     if ix < 0 or ix >= w:
                         continue
                     p = iy * w + ix
-                    base = (u * kw + v) * cin
-                    for k in range(cnt[p]):
-                        rows[m] = base + idx[p, k]
-                        m += 1
-            for o in range(cout):
-                acc[o] = b[o]
-            g = 0
-            while g + 4 <= m:
-                r0, r1, r2, r3 = rows[g], rows[g + 1], rows[g + 2], rows[g + 3]
-                for o in range(cout):
-                    acc[o] += (w2[r0, o] + w2[r1, o]) + (w2[r2, o] + w2[r3, o])
-                g += 4
-            while g < m:
-                r0 = rows[g]
-                for o in range(cout):
-                    acc[o] += w2[r0, o]
-                g += 1
-            _store(acc, theta, z, y, i, j, fire)
+                    m = cnt[p]
+                    g = 0
+                    while g + 4 <= m:
+                        r0 = base + idx[p, g]
+                        r1 = base + idx[p, g + 1]
+                        r2 = base + idx[p, g + 2]
+                        r3 = base + idx[p, g + 3]
+                        for o in range(cout):
+                            accrow[j, o] += (w2[r0, o] + w2[r1, o]) + (w2[r2, o] + w2[r3, o])
+                        g += 4
+                    while g < m:
+                        r0 = base + idx[p, g]
+                        for o in range(cout):
+                            accrow[j, o] += w2[r0, o]
+                        g += 1
+        for j in range(wo):
+            _store(accrow[j], theta, z, y, i, j, fire)
 
 
 @njit(cache=True, nogil=True)
@@ -147,10 +154,10 @@ def conv_spikes(s: np.ndarray, w2: np.ndarray, b: np.ndarray, geo: np.ndarray,
     """Batch ``s`` ``(N, H, W, Cin)`` of spikes into ``z`` or ``y`` ``(N, H', W', Cout)``
     (the other a placeholder ``(N, 1, 1, 1)``), serial."""
     _, h, w, _ = s.shape
-    acc = np.empty_like(b)
+    accrow = np.empty((geo[9], b.shape[0]), b.dtype)
     for n in range(s.shape[0]):
         cnt, idx = active_lists(s[n])
-        spikes_rows(cnt, idx, h, w, w2, b, geo, theta, z[n], y[n], fire, 0, geo[8], acc)
+        spikes_rows(cnt, idx, h, w, w2, b, geo, theta, z[n], y[n], fire, 0, geo[8], accrow)
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -159,9 +166,9 @@ def conv_spikes_par(s: np.ndarray, w2: np.ndarray, b: np.ndarray, geo: np.ndarra
     """:func:`conv_spikes`, samples in parallel."""
     _, h, w, _ = s.shape
     for n in prange(s.shape[0]):
-        acc = np.empty_like(b)
+        accrow = np.empty((geo[9], b.shape[0]), b.dtype)
         cnt, idx = active_lists(s[n])
-        spikes_rows(cnt, idx, h, w, w2, b, geo, theta, z[n], y[n], fire, 0, geo[8], acc)
+        spikes_rows(cnt, idx, h, w, w2, b, geo, theta, z[n], y[n], fire, 0, geo[8], accrow)
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -172,8 +179,8 @@ def conv_spikes_rows_par(s: np.ndarray, w2: np.ndarray, b: np.ndarray, geo: np.n
     cnt, idx = active_lists(s[0])
     zs, ys = z[0], y[0]
     for i in prange(geo[8]):
-        acc = np.empty_like(b)
-        spikes_rows(cnt, idx, h, w, w2, b, geo, theta, zs, ys, fire, i, i + 1, acc)
+        accrow = np.empty((geo[9], b.shape[0]), b.dtype)
+        spikes_rows(cnt, idx, h, w, w2, b, geo, theta, zs, ys, fire, i, i + 1, accrow)
 
 
 @njit(cache=True, nogil=True)
