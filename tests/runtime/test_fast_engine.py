@@ -420,3 +420,15 @@ def test_cli_simulate_engine(tiny_dense_run, capsys: pytest.CaptureFixture[str])
     assert results["fast"]["accuracy"] == results["numpy"]["accuracy"]
     assert main(["simulate", str(tiny_dense_run), "--limit", "20", "--engine", "fast"]) == 0
     assert "fast engine, float32" in capsys.readouterr().out
+
+
+def test_single_sample_rows_in_parallel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batch 1 through the row-parallel convolution kernels (forced for small layers)."""
+    import whetstone.runtime.fast.engine as engine
+
+    monkeypatch.setattr(engine, "ROW_PARALLEL_MIN_MACS", 0)
+    rng = np.random.default_rng(10)
+    net = _conv_net(rng)  # a new network: its plans are built with the patched bound
+    x = _grid(rng, (1, 3, 13, 11), step=1 / 4, span=4)
+    _same(net, x, np.float64)
+    _same(net, x, np.float32)

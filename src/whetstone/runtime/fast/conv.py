@@ -23,9 +23,9 @@ x[., ., c] w2[(u kw + v) Cin + c, :]``
 Outputs: with ``fire`` the spikes ``z[i, j, :] = 1[y[i, j, :] >= theta[i, j, :]]`` (uint8,
 ``(H', W', Cout)``, ties fire), else the values ``y``. Per output the terms are taken in the
 order ``u, v, c`` in the accumulator's dtype (over spikes four at a time per input pixel,
-``acc + ((w_a + w_b) + (w_c + w_d))``): exact for integers in range, for floats a rounding
-order of its own. Over spikes the loops are blocked per output row (see
-:func:`spikes_rows`). ``*_par``
+``acc + ((w_a + w_b) + (w_c + w_d))``, then by pairs and one): exact for integers in
+range, for floats a rounding order of its own. Over spikes the loops are blocked per
+output row (see :func:`spikes_rows`). ``*_par``
 variants run the samples of a batch in parallel (``prange``), ``*_rows_par`` the output rows
 of a single sample (batch 1 on several cores); the plain ones are serial.
 """
@@ -79,7 +79,7 @@ def spikes_rows(cnt: np.ndarray, idx: np.ndarray, h: int, w: int, w2: np.ndarray
     (``Cin Cout`` values) is added for every output pixel of the row, so both stay in L1
     while the slice is used, and the whole weight is read once per output row instead of
     once per event. Per pixel the active channels are added four at a time,
-    ``acc += (w_a + w_b) + (w_c + w_d)``, the rest one by one."""
+    ``acc += (w_a + w_b) + (w_c + w_d)``, then a pair ``acc += w_a + w_b``, then one."""
     kh, kw, sh, sw, top, left, dh, dw, ho, wo = geo
     cin = idx.shape[1]
     cout = w2.shape[1]
@@ -108,11 +108,16 @@ def spikes_rows(cnt: np.ndarray, idx: np.ndarray, h: int, w: int, w2: np.ndarray
                         for o in range(cout):
                             accrow[j, o] += (w2[r0, o] + w2[r1, o]) + (w2[r2, o] + w2[r3, o])
                         g += 4
-                    while g < m:
+                    if g + 2 <= m:
+                        r0 = base + idx[p, g]
+                        r1 = base + idx[p, g + 1]
+                        for o in range(cout):
+                            accrow[j, o] += w2[r0, o] + w2[r1, o]
+                        g += 2
+                    if g < m:
                         r0 = base + idx[p, g]
                         for o in range(cout):
                             accrow[j, o] += w2[r0, o]
-                        g += 1
         for j in range(wo):
             _store(accrow[j], theta, z, y, i, j, fire)
 

@@ -64,6 +64,10 @@ Step = Callable[[dict[int, np.ndarray]], None]
 """One step of a plan: reads its sources from the values and writes its output there."""
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+ROW_PARALLEL_MIN_MACS = 4_000_000
+"""A convolution of a single sample runs its output rows in parallel when its dense
+multiply-accumulate count ``kh kw Cin Cout H' W'`` is at least this (smaller ones are not
+worth a parallel region's start, which costs far more on a busy machine)."""
 INT32_LIMIT = 2**31
 
 
@@ -312,6 +316,7 @@ class _Planner:
         top, _, left, _ = layer.padding
         geo = np.array([kh, kw, *layer.stride, top, left, *layer.dilation, ho, wo], np.int64)
         spikes = src.kind == "spikes"
+        rows_parallel = kh * kw * cin * cout * ho * wo >= ROW_PARALLEL_MIN_MACS
         # serial for one sample on one thread; rows in parallel for one sample on several;
         # samples in parallel for a batch
         kernels = (conv_k.conv_spikes, conv_k.conv_spikes_rows_par, conv_k.conv_spikes_par) \
@@ -332,7 +337,8 @@ class _Planner:
             # the unused output is a placeholder (n, 1, 1, 1)
             z = np.empty((n, ho, wo, cout) if fire else (n, 1, 1, 1), np.uint8)
             y = np.empty((n, 1, 1, 1) if fire else (n, ho, wo, cout), ar.acc)
-            kernels[2 if n > 1 else int(_threads() > 1)](x, w2, b, geo, theta, z, y, fire)
+            kernels[2 if n > 1 else int(rows_parallel and _threads() > 1)](
+                x, w2, b, geo, theta, z, y, fire)
             vals[target] = z if fire else y
 
         if t is not None:
