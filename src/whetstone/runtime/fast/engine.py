@@ -34,8 +34,17 @@ reference's. Its real-valued outputs are returned as int64 (a layer with float w
 it, e.g. a dequantized readout, is accumulated in float64).
 
 Batches are split in chunks of ``batch_size``; within a chunk the samples run in parallel
-(numba ``prange``, ``numba.get_num_threads()`` threads), and a single sample runs the
-serial kernels (no thread start).
+(numba ``prange``, ``numba.get_num_threads()`` threads); a single sample runs the serial
+kernels, except the large convolutions, whose output rows run in parallel
+(:data:`ROW_PARALLEL_MIN_MACS`).
+
+Threading layer. Unless ``NUMBA_THREADING_LAYER`` is set (or numba's parallel backend
+already started), importing this module selects numba's ``workqueue`` layer: measured on the
+2-core machine while other processes kept both cores busy, starting one parallel region
+cost 8 ms with the ``omp`` layer (libgomp's default wait policy; 16 us with
+``OMP_WAIT_POLICY=passive``) against 84 us with ``workqueue``, and the engine starts one
+region per layer and batch chunk. ``workqueue`` must not be entered from several Python
+threads at once (numba's restriction).
 """
 
 from __future__ import annotations
@@ -59,6 +68,21 @@ from .layout import Meta, flatten_perm, to_hwc, to_internal, to_reference
 
 if TYPE_CHECKING:
     from ...progress import Progress
+
+def _choose_threading_layer() -> None:
+    """Select numba's ``workqueue`` threading layer unless the user chose one or numba's
+    parallel backend already started (see the module doc)."""
+    import os
+
+    import numba
+    from numba.np.ufunc import parallel
+
+    if "NUMBA_THREADING_LAYER" not in os.environ and not getattr(parallel, "_is_initialized",
+                                                                 True):
+        numba.config.THREADING_LAYER = "workqueue"
+
+
+_choose_threading_layer()
 
 Step = Callable[[dict[int, np.ndarray]], None]
 """One step of a plan: reads its sources from the values and writes its output there."""
