@@ -464,6 +464,14 @@ def engines_section() -> list[str]:
                                 f"({100 * v['fraction_of_memory_bandwidth']:.0f} % of the "
                                 f"bandwidth), {100 * v['fraction_of_peak_simd_adds']:.1f} % of "
                                 "peak adds" for k, v in rows.items()) + "."]
+        for key, prof in r.get("profile", {}).items():
+            steps = prof.get("steps_seconds_per_sample", {})
+            if steps:
+                out += ["", f"Where the time goes ({key}, {1e6 * prof['seconds_per_sample']:.1f} "
+                        "µs per sample): " + "; ".join(
+                            f"{step} {1e6 * sec:.1f} µs" for step, sec in steps.items())
+                        + "; outside the steps "
+                        f"{1e6 * prof['outside_steps_seconds_per_sample']:.1f} µs."]
         first = r.get("first_call")
         if first:
             out += ["", f"Fast engine first call: {first['compile_seconds']:.1f} s compiling "
