@@ -460,10 +460,31 @@ def engines_section() -> list[str]:
                     f"{phys.get('memory_bandwidth_bytes_per_s', 0) / 1e9:.1f} GB/s, "
                     f"estimated peak {phys.get('peak_simd_adds_per_s_estimate', 0) / 1e9:.0f} G "
                     "SIMD adds/s): "
-                    + "; ".join(f"{k}: {v['weight_bytes_per_s'] / 1e9:.2f} GB/s of weights "
-                                f"({100 * v['fraction_of_memory_bandwidth']:.0f} % of the "
-                                f"bandwidth), {100 * v['fraction_of_peak_simd_adds']:.1f} % of "
-                                "peak adds" for k, v in rows.items()) + "."]
+                    + "; ".join(f"{k}: {v['weight_bytes_per_s'] / 1e9:.2f} GB/s of weight "
+                                f"reads ({100 * v['fraction_of_memory_bandwidth']:.0f} % of the "
+                                f"copy bandwidth: most hit the caches), "
+                                f"{100 * v['fraction_of_peak_simd_adds']:.1f} % of peak adds"
+                                for k, v in rows.items()) + "."]
+        if goals:
+            verdicts = []
+            for batch in (1, 256):
+                best = max(((row.get("median_ratio_to_best_torch") or 0.0, name)
+                            for name, row in tp.get(batch, {}).items()
+                            if not name.startswith("torch")), default=(0.0, "-"))
+                target = goals[str(batch)]
+                verdicts.append(f"batch {batch}: best {best[0]:.2f}x the better torch "
+                                f"({_ENGINE_NAMES.get(best[1], best[1])}) against the goal "
+                                f"{target}x: " + ("**met**" if best[0] >= target else
+                                                  f"**missed** by {target - best[0]:.2f}x"))
+            walls = {k: v for k, v in r.get("full_test_set_seconds", {}).items()
+                     if not k.startswith("torch")}
+            if walls and r["label"].startswith("mnist-cnn"):
+                name = min(walls, key=walls.__getitem__)
+                verdicts.append(f"full test set in {walls[name]:.1f} s "
+                                f"({_ENGINE_NAMES.get(name, name)}) against the goal of 10 s: "
+                                + ("**met**" if walls[name] < 10 else "**missed**"))
+            out += ["", "Goals (against the better of torch's two thread settings): "
+                    + "; ".join(verdicts) + "."]
         for key, prof in r.get("profile", {}).items():
             steps = prof.get("steps_seconds_per_sample", {})
             if steps:
