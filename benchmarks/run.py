@@ -24,6 +24,8 @@ STUDIES: dict[str, str] = {
     "sharpen": "benchmarks.sharpen",
     "tasks": "benchmarks.tasks",
     "rl": "benchmarks.rl",
+    "spiking": "benchmarks.spiking",
+    "engines": "benchmarks.engines",
 }
 """Study name -> module; each module has ``main(argv)``."""
 
